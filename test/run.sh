@@ -19,9 +19,9 @@ failed=()
 run_one() {
   local name=$1; shift
   local log="$LOGDIR/$name.log"
-  local t0=$(date +%s.%N)
+  local t0=$(date +%s%N)
   if timeout 600 "$@" >"$log" 2>&1; then
-    local dt=$(echo "$(date +%s.%N) - $t0" | bc)
+    local ms=$(( ($(date +%s%N) - t0) / 1000000 )); local dt="$((ms/1000)).$(printf %03d $((ms%1000)))"
     if grep -q "SKIPPED" "$log"; then
       echo "ok    $name (${dt}s) -- with skips:"; grep "SKIPPED" "$log" | sed 's/^/        /'
     else
