@@ -1,0 +1,29 @@
+/* The system manager's context: the objects every root module is handed.
+ * Owned by main.c; used only on the event loop thread. */
+#ifndef ROOT_H
+#define ROOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/oak_loop.h"
+#include "lib/oak_store.h"
+
+typedef struct clusters clusters_t;
+
+typedef struct root {
+    oak_loop_t *loop;
+    oak_store_t *store;
+    const char *state_dir;
+    unsigned char jwt_key[32];
+    long access_ttl_s;
+    long refresh_ttl_s;
+    long cluster_stale_s;  /* no report for this long: cluster inactive */
+    long cluster_grace_s;  /* inactive for this long: its instances are rescheduled */
+    long join_token_ttl_s; /* default lifetime of a cluster join token */
+    size_t max_body;
+    clusters_t *clusters;
+    bool sched_dirty; /* capacity or constraints changed: retry pending instances */
+} root_t;
+
+#endif
