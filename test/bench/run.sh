@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every benchmark against the release build in $1 (default build) and
+# prints one line per measurement. Numbers go to docs/benchmarks.md by hand
+# with the command that produced them.
+set -euo pipefail
+B=${1:-build}
+cd "$(dirname "$0")/../.."
+export OAK_BUILD_DIR="$PWD/$B"
+export OAK_SHARED_DIR="${OAK_SHARED_DIR:-$(cd .. && pwd)/shared}"
+echo "== root scheduler (1,000 clusters)"
+"$B/test/bench/bench_sched" 1000 5000
+echo "== REST read latency (4 keep-alive clients, 5 s)"
+"$B/test/bench/bench_api" 4 5
