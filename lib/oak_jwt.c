@@ -154,8 +154,8 @@ int oak_jwt_sign(const unsigned char *key, size_t key_len, json_t *claims, long 
     if (!payload)
         return oak_err_set(err, OAK_E_INVALID, "JWT claims cannot be serialised");
 
-    _cleanup_free_ char *h64 = b64url_encode((const unsigned char *)JWT_HEADER,
-                                             sizeof(JWT_HEADER) - 1);
+    _cleanup_free_ char *h64 =
+        b64url_encode((const unsigned char *)JWT_HEADER, sizeof(JWT_HEADER) - 1);
     _cleanup_free_ char *p64 = b64url_encode((const unsigned char *)payload, strlen(payload));
     _cleanup_free_ char *input = xasprintf("%s.%s", h64, p64);
     unsigned char mac[JWT_SIG_LEN];
@@ -177,8 +177,8 @@ static json_t *part_object(const unsigned char *buf, size_t len)
     return j;
 }
 
-int oak_jwt_verify(const unsigned char *key, size_t key_len, const char *token,
-                   json_t **claims_out, oak_err_t *err)
+int oak_jwt_verify(const unsigned char *key, size_t key_len, const char *token, json_t **claims_out,
+                   oak_err_t *err)
 {
     if (!key || key_len == 0 || key_len > INT_MAX)
         return oak_err_set(err, OAK_E_INTERNAL, "JWT verification key is empty or too long");

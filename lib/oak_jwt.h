@@ -33,8 +33,8 @@ int oak_jwt_sign(const unsigned char *key, size_t key_len, json_t *claims, long 
  * failure is OAK_E_UNAUTH with a message starting with "malformed token",
  * "bad signature", "token expired", "token not yet valid" or "unsupported
  * token algorithm". */
-int oak_jwt_verify(const unsigned char *key, size_t key_len, const char *token,
-                   json_t **claims_out, oak_err_t *err);
+int oak_jwt_verify(const unsigned char *key, size_t key_len, const char *token, json_t **claims_out,
+                   oak_err_t *err);
 
 /* Hashes password with PBKDF2-HMAC-SHA256 (16-byte random salt, 100000
  * iterations, 32-byte hash) into "pbkdf2_sha256$<iter>$<salt>$<hash>" with

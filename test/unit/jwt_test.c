@@ -69,9 +69,9 @@ static void expect_unauth(const char *token, const char *msg_part)
 static char *sign_default(long ttl)
 {
     oak_err_t err = OAK_ERR_INIT;
-    json_auto_t *c = json_pack("{s:s, s:s, s:[s,s], s:s}", "sub", "alice", "user", "alice",
-                               "roles", "Admin", "Application_Provider", "organization",
-                               "64f0c0ffee0000000000abcd");
+    json_auto_t *c =
+        json_pack("{s:s, s:s, s:[s,s], s:s}", "sub", "alice", "user", "alice", "roles", "Admin",
+                  "Application_Provider", "organization", "64f0c0ffee0000000000abcd");
     char *tok = NULL;
     assert_int_equal(oak_jwt_sign(KEY, KEY_LEN, c, ttl, &tok, &err), 0);
     assert_non_null(tok);
@@ -157,8 +157,7 @@ static void test_tampered(void **state)
                                                "\"exp\":99999999999}",
                                                strlen("{\"sub\":\"alice\",\"roles\":[\"Admin\"],"
                                                       "\"exp\":99999999999}"));
-    _cleanup_free_ char *forged =
-        xasprintf("%.*s.%s%s", (int)(d1 - tok), tok, evil_payload, d2);
+    _cleanup_free_ char *forged = xasprintf("%.*s.%s%s", (int)(d1 - tok), tok, evil_payload, d2);
     expect_unauth(forged, "bad signature");
 
     /* one character of the payload changed */
@@ -371,7 +370,8 @@ static void test_password(void **state)
         "pbkdf2_sha256$100000$$",
         "pbkdf2_sha256$0$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "pbkdf2_sha256$-5$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "pbkdf2_sha256$999999999999$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "pbkdf2_sha256$999999999999$AAAAAAAAAAAAAAAAAAAAAA$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "pbkdf2_sha256$1000$!!$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "pbkdf2_sha256$1000$AAAAAAAAAAAAAAAAAAAAAA$",
         "pbkdf2_sha1$100000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
