@@ -18,7 +18,7 @@ int oak_json_parse(const char *buf, size_t len, size_t max, json_t **out, oak_er
                            len, max);
     if (!buf || len == 0)
         return oak_err_set(err, OAK_E_INVALID, "body is empty: a JSON document is expected");
-    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!j)
         return oak_err_set(err, OAK_E_INVALID, "invalid JSON at line %d column %d: %s", jerr.line,
                            jerr.column, jerr.text);
@@ -63,6 +63,8 @@ int oak_json_load_file(const char *path, size_t max, json_t **out, oak_err_t *er
         got += (size_t)r;
     }
     if (oak_json_parse(buf, got, max, out, err) < 0) {
+        if (!err)
+            return -1;
         char m[sizeof(err->msg)];
         snprintf(m, sizeof(m), "%s: %s", path, err->msg);
         snprintf(err->msg, sizeof(err->msg), "%s", m);
@@ -84,7 +86,8 @@ long long oak_json_int(const json_t *o, const char *key, long long def)
         return json_integer_value(v);
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d == (double)(long long)d)
+        /* range check first: converting an out-of-range double is undefined */
+        if (d >= -0x1p63 && d < 0x1p63 && d == (double)(long long)d)
             return (long long)d;
     }
     return def;
@@ -117,6 +120,13 @@ int oak_json_save_file(const char *path, const json_t *o, int mode, oak_err_t *e
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
         return oak_err_errno(err, errno, "cannot create %s", tmp);
+    /* exactly mode: not narrowed by the umask, not the mode of a stale temp file */
+    if (fchmod(fd, (mode_t)mode) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return oak_err_errno(err, e, "cannot chmod %s", tmp);
+    }
     size_t len = strlen(s), off = 0;
     while (off < len) {
         ssize_t w = write(fd, s + off, len - off);

@@ -4,6 +4,7 @@
 #include "lib/oak_loop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -48,7 +49,7 @@ struct oak_loop {
     uint64_t next_timer_id;
     pthread_mutex_t lock;
     work_t *head, *tail;
-    volatile int stop;
+    int stop; /* written by any thread: __atomic builtins only */
 };
 
 uint64_t oak_now_ms(void)
@@ -149,11 +150,18 @@ static void heap_swap(timer_t_ *a, timer_t_ *b)
     *b = t;
 }
 
+/* Earlier deadline first; ids break ties so that timers due at the same
+ * millisecond fire in the order they were added. */
+static bool timer_before(const timer_t_ *a, const timer_t_ *b)
+{
+    return a->due < b->due || (a->due == b->due && a->id < b->id);
+}
+
 static void heap_up(oak_loop_t *l, size_t i)
 {
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (l->timers[p].due <= l->timers[i].due)
+        if (!timer_before(&l->timers[i], &l->timers[p]))
             break;
         heap_swap(&l->timers[p], &l->timers[i]);
         i = p;
@@ -164,9 +172,9 @@ static void heap_down(oak_loop_t *l, size_t i)
 {
     for (;;) {
         size_t a = 2 * i + 1, b = a + 1, m = i;
-        if (a < l->ntimers && l->timers[a].due < l->timers[m].due)
+        if (a < l->ntimers && timer_before(&l->timers[a], &l->timers[m]))
             m = a;
-        if (b < l->ntimers && l->timers[b].due < l->timers[m].due)
+        if (b < l->ntimers && timer_before(&l->timers[b], &l->timers[m]))
             m = b;
         if (m == i)
             return;
@@ -248,7 +256,7 @@ int oak_loop_signals(oak_loop_t *l, const int *signals, int n, oak_loop_signal_c
 
 void oak_loop_stop(oak_loop_t *l)
 {
-    l->stop = 1;
+    __atomic_store_n(&l->stop, 1, __ATOMIC_SEQ_CST);
     uint64_t one = 1;
     if (write(l->evfd, &one, sizeof(one)) < 0) {
     }
@@ -284,12 +292,13 @@ static void run_timers(oak_loop_t *l)
 int oak_loop_run(oak_loop_t *l)
 {
     struct epoll_event evs[64];
-    l->stop = 0;
-    while (!l->stop) {
+    __atomic_store_n(&l->stop, 0, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
         int timeout = -1;
         if (l->ntimers > 0) {
-            uint64_t now = oak_now_ms();
-            timeout = l->timers[0].due <= now ? 0 : (int)(l->timers[0].due - now);
+            uint64_t now = oak_now_ms(), due = l->timers[0].due;
+            /* clamped: a timer more than ~24 days away must not wrap to "forever" */
+            timeout = due <= now ? 0 : due - now > INT_MAX ? INT_MAX : (int)(due - now);
         }
         int n = epoll_wait(l->epfd, evs, 64, timeout);
         if (n < 0 && errno != EINTR) {
