@@ -292,7 +292,8 @@ static void run_timers(oak_loop_t *l)
 int oak_loop_run(oak_loop_t *l)
 {
     struct epoll_event evs[64];
-    __atomic_store_n(&l->stop, 0, __ATOMIC_SEQ_CST);
+    /* a stop requested before run started is honoured; the flag is reset on
+     * the way out so the loop can be run again (e.g. to drain callbacks) */
     while (!__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
         int timeout = -1;
         if (l->ntimers > 0) {
@@ -320,5 +321,6 @@ int oak_loop_run(oak_loop_t *l)
         }
         run_timers(l);
     }
+    __atomic_store_n(&l->stop, 0, __ATOMIC_SEQ_CST);
     return 0;
 }

@@ -18,7 +18,7 @@ failed=()
 
 run_one() {
   local name=$1; shift
-  local log="$LOGDIR/$name.log"
+  local log="$LOGDIR/${name//\//_}.log"
   local t0=$(date +%s%N)
   if timeout 600 "$@" >"$log" 2>&1; then
     local ms=$(( ($(date +%s%N) - t0) / 1000000 )); local dt="$((ms/1000)).$(printf %03d $((ms%1000)))"
