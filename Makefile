@@ -26,9 +26,9 @@ PKGS := libmicrohttpd jansson libmongoc-1.0 sqlite3 libcurl openssl grpc libprot
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wno-format-truncation -Wno-missing-field-initializers \
-	-D_GNU_SOURCE -I. -I$(O)/gen $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP
-LDFLAGS += $(SANFLAGS)
+OAK_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wno-format-truncation -Wno-missing-field-initializers \
+	-D_GNU_SOURCE -I. -I$(O)/gen $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP $(CFLAGS)
+OAK_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread -lm
 
 DAEMONS := root_orchestrator cluster_orchestrator node_engine net_manager cli
@@ -57,7 +57,7 @@ ifneq ($$(wildcard $(1)/main.c),)
 BINS += $(O)/bin/$$(BIN_$(1))
 $(O)/bin/$$(BIN_$(1)): $(O)/obj/$(1)/main.o $$($(1)_LIB) $(LIBOAK)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(CC) $$(OAK_LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endif
 DAEMON_LIBS += $$($(1)_LIB)
 endef
@@ -91,12 +91,12 @@ $(O)/gen/proto/%.pb-c.c $(O)/gen/proto/%.pb-c.h: proto/%.proto
 
 $(O)/obj/gen/%.o: $(O)/gen/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Wno-error -c -o $@ $<
+	$(CC) $(OAK_CFLAGS) -Wno-error -c -o $@ $<
 
 # every object may include generated protobuf headers
 $(O)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(OAK_CFLAGS) -c -o $@ $<
 
 $(LIBOAK): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -108,23 +108,23 @@ $(TESTCOMMON): $(TESTCOMMON_OBJ)
 
 $(O)/test/unit/%: $(O)/obj/test/unit/%.o $(TESTCOMMON) $(ALL_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS) -lcmocka
+	$(CC) $(OAK_LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS) -lcmocka
 
 $(O)/test/integration/%: $(O)/obj/test/integration/%.o $(TESTCOMMON) $(ALL_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS) -lcmocka
+	$(CC) $(OAK_LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS) -lcmocka
 
 $(O)/test/fuzz/%: $(O)/obj/test/fuzz/%.o $(O)/obj/test/fuzz/replay_main.o $(ALL_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(O)/obj/test/fuzz/replay_main.o $(LINK_GROUP) $(LDLIBS)
+	$(CC) $(OAK_LDFLAGS) -o $@ $< $(O)/obj/test/fuzz/replay_main.o $(LINK_GROUP) $(LDLIBS)
 
 $(O)/test/tools/%: $(O)/obj/test/tools/%.o $(TESTCOMMON) $(ALL_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS)
+	$(CC) $(OAK_LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS)
 
 $(O)/test/bench/%: $(O)/obj/test/bench/%.o $(TESTCOMMON) $(ALL_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS)
+	$(CC) $(OAK_LDFLAGS) -o $@ $< $(TESTCOMMON) $(LINK_GROUP) $(LDLIBS)
 
 deps:
 	@deploy/install-deps.sh
