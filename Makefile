@@ -133,7 +133,8 @@ test-build: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN) $(TOOL_BIN)
 
 test: deps
 	$(MAKE) SAN=1 test-build
-	test/run.sh build/san
+	$(MAKE) all
+	OAK_RELEASE_DIR=build test/run.sh build/san
 
 run: deps all
 	deploy/local/run.sh build

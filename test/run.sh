@@ -40,6 +40,9 @@ done
 for t in "$B"/test/integration/*_test; do
   [ -x "$t" ] && run_one "integration/$(basename "$t")" "$t"
 done
+for t in test/integration/*_test.sh; do
+  [ -x "$t" ] && run_one "integration/$(basename "$t")" "$t"
+done
 for f in "$B"/test/fuzz/fuzz_*; do
   [ -x "$f" ] || continue
   n=$(basename "$f")
