@@ -58,6 +58,20 @@ static void *run(void *arg)
     return NULL;
 }
 
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -86,6 +100,7 @@ int main(int argc, char **argv)
         th_stop(&d, SIGKILL);
         return 1;
     }
+    printf("system_manager_idle_rss_kb=%ld\n", rss_kb(d.pid));
     const char *appid = oak_json_str(json_array_get(out, 0), "_id");
     char url[256], auth[1024];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/application/%s", d.api_port, appid);
@@ -115,6 +130,7 @@ int main(int argc, char **argv)
            threads, secs, total, errors, (double)total / secs,
            (unsigned long long)(total ? all[total / 2] : 0),
            (unsigned long long)(total ? all[total * 99 / 100] : 0));
+    printf("system_manager_rss_after_load_kb=%ld\n", rss_kb(d.pid));
     th_stop(&d, SIGTERM);
     th_rmtree(dir);
     free(all);
