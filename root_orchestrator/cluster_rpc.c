@@ -6,6 +6,7 @@
  * Loop thread only. */
 #include "root_orchestrator/cluster_rpc.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,7 +66,14 @@ static void on_join(oak_grpc_call_t *call, const ProtobufCMessage *m, void *ctx)
     r->sched_dirty = true;
 }
 
-static json_t *capacity_json(const Oak__Cluster__V1__Capacity *cap)
+/* json_real refuses NaN and infinities (and json_pack with it), which would
+ * drop a whole report, e.g. from a cluster averaging over zero workers. */
+static double finite_or_zero(double v)
+{
+    return isfinite(v) ? v : 0;
+}
+
+json_t *cluster_rpc_capacity_json(const Oak__Cluster__V1__Capacity *cap)
 {
     json_t *virt = json_array();
     for (size_t i = 0; i < cap->n_virtualization; i++)
@@ -91,8 +99,8 @@ static json_t *capacity_json(const Oak__Cluster__V1__Capacity *cap)
                      (json_int_t)cap->memory_mb_total, "memory_mb_free",
                      (json_int_t)cap->memory_mb_free, "gpu_total", cap->gpu_total, "gpu_free",
                      cap->gpu_free, "active_workers", cap->active_workers, "virtualization", virt,
-                     "per_arch", pa, "cpu_percent", cap->cpu_percent, "memory_percent",
-                     cap->memory_percent);
+                     "per_arch", pa, "cpu_percent", finite_or_zero(cap->cpu_percent),
+                     "memory_percent", finite_or_zero(cap->memory_percent));
 }
 
 static void on_report(oak_grpc_call_t *call, const ProtobufCMessage *m, void *ctx)
@@ -122,7 +130,7 @@ static void on_report(oak_grpc_call_t *call, const ProtobufCMessage *m, void *ct
     }
     c->last_seen = oak_wall_time();
     if (req->capacity) {
-        json_auto_t *cap = capacity_json(req->capacity);
+        json_auto_t *cap = cluster_rpc_capacity_json(req->capacity);
         clusters_set_capacity(r, c, cap);
         r->sched_dirty = true;
     }
