@@ -49,6 +49,11 @@ static void on_signal(oak_loop_t *loop, int signo, void *data)
     oak_loop_stop(loop);
 }
 
+static void stop_loop(oak_loop_t *loop, void *data)
+{
+    oak_loop_stop(loop);
+}
+
 static void tick(oak_loop_t *loop, void *data)
 {
     root_t *r = data;
@@ -161,7 +166,11 @@ out:
     oak_err_clear(&err);
     if (grpc) {
         oak_grpc_server_shutdown(grpc);
-        /* deliver the close callbacks of open streams */
+        /* deliver the close callbacks of open streams, which the shutdown
+         * posted to the loop: they release the streams (run in FIFO order,
+         * before stop_loop) */
+        oak_loop_post(r.loop, stop_loop, NULL);
+        oak_loop_run(r.loop);
         for (size_t i = 0; r.clusters && i < r.clusters->n; i++)
             r.clusters->v[i]->stream = NULL;
     }
