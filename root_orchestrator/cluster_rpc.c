@@ -225,7 +225,11 @@ void cluster_rpc_tick(root_t *r)
         cluster_t *c = r->clusters->v[i];
         if (c->lost || c->stream || c->last_seen <= 0)
             continue;
-        if (now - c->last_seen > (double)(r->cluster_stale_s + r->cluster_grace_s)) {
+        /* a restarted root gives every known cluster a fresh grace period to
+         * reconnect before its instances are moved; until then such a
+         * cluster is simply inactive (not offered to the scheduler) */
+        double since = c->last_seen > r->started_at ? c->last_seen : r->started_at;
+        if (now - since > (double)(r->cluster_stale_s + r->cluster_grace_s)) {
             oak_err_t err = OAK_ERR_INIT;
             c->lost = true;
             if (clusters_save(r, c, &err) < 0) {

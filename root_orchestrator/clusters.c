@@ -310,9 +310,7 @@ int clusters_load(root_t *r, oak_err_t *err)
         snprintf(c->session_hash, sizeof(c->session_hash), "%s",
                  oak_json_str(d, "session_hash") ? oak_json_str(d, "session_hash") : "");
         c->last_seq = (uint64_t)oak_json_int(d, "last_seq", 0);
-        /* a restarted root gives every known cluster a fresh grace period
-         * to reconnect before its instances are moved */
-        c->last_seen = oak_json_num(d, "last_seen", 0) > 0 ? oak_wall_time() : 0;
+        c->last_seen = oak_json_num(d, "last_seen", 0);
         c->lost = oak_json_bool(d, "lost", false);
         clusters_set_capacity(r, c, json_object_get(d, "capacity"));
         add(r->clusters, c);

@@ -335,7 +335,8 @@ void inst_on_report(root_t *r, cluster_t *c, const char *service_id, int n, cons
     if (oak_store_get(r->store, "services", service_id, &doc, &err) < 0) {
         oak_err_clear(&err);
         /* the service is gone: the cluster must drop the instance */
-        if (strcmp(status, "UNDEPLOYED") != 0 && !remove_pending(c, service_id, n, generation))
+        if (generation > 0 && strcmp(status, "UNDEPLOYED") != 0 &&
+            !remove_pending(c, service_id, n, generation))
             queue_remove(r, c, service_id, n, generation);
         return;
     }
@@ -348,7 +349,8 @@ void inst_on_report(root_t *r, cluster_t *c, const char *service_id, int n, cons
             log_warn("cluster %s reports %s/%d generation %" PRIu64 " ahead of ours (%" PRIu64 ")",
                      c->name, service_id, n, generation, gen);
         /* a stale placement: the instance lives elsewhere now (or no more) */
-        if (strcmp(status, "UNDEPLOYED") != 0 && !remove_pending(c, service_id, n, generation))
+        if (generation > 0 && strcmp(status, "UNDEPLOYED") != 0 &&
+            !remove_pending(c, service_id, n, generation))
             queue_remove(r, c, service_id, n, generation);
         return;
     }

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
     }
     oak_log_init("system-manager", lvl, oak_config_bool(opts, "log_json"));
     signal(SIGPIPE, SIG_IGN);
+    umask(077); /* the store holds password hashes and tokens */
 
     r.state_dir = oak_config_str(opts, "state_dir");
     r.access_ttl_s = (long)oak_config_int(opts, "access_ttl_s");
@@ -115,6 +116,7 @@ int main(int argc, char **argv)
     r.cluster_grace_s = (long)oak_config_int(opts, "cluster_grace_s");
     r.join_token_ttl_s = (long)oak_config_int(opts, "join_token_ttl_s");
     r.max_body = (size_t)oak_config_int(opts, "max_body");
+    r.started_at = oak_wall_time();
     r.loop = oak_loop_new();
     static const int sigs[] = {SIGINT, SIGTERM};
     if (oak_loop_signals(r.loop, sigs, 2, on_signal, &r, &err) < 0)

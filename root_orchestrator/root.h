@@ -22,6 +22,7 @@ typedef struct root {
     long cluster_grace_s;  /* inactive for this long: its instances are rescheduled */
     long join_token_ttl_s; /* default lifetime of a cluster join token */
     size_t max_body;
+    double started_at; /* wall time of start: clusters get a grace period after it */
     clusters_t *clusters;
     bool sched_dirty; /* capacity or constraints changed: retry pending instances */
 } root_t;
