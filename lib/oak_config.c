@@ -55,8 +55,8 @@ static int set_value(oak_cfg_opt_t *o, const char *val, const char *source, oak_
                  !strcasecmp(val, "off"))
             o->flag = false;
         else
-            return oak_err_set(err, OAK_E_INVALID, "option %s (%s): '%s' is not a boolean",
-                               o->name, source, val);
+            return oak_err_set(err, OAK_E_INVALID, "option %s (%s): '%s' is not a boolean", o->name,
+                               source, val);
         break;
     }
     o->source = source;
@@ -88,8 +88,7 @@ static int load_file(oak_cfg_opt_t *opts, const char *path, oak_err_t *err)
         } else if (json_is_boolean(v) && o->type == OAK_CFG_BOOL)
             val = json_is_true(v) ? "true" : "false";
         else
-            return oak_err_set(err, OAK_E_INVALID, "%s: option '%s' has the wrong type", path,
-                               key);
+            return oak_err_set(err, OAK_E_INVALID, "%s: option '%s' has the wrong type", path, key);
         if (set_value(o, val, "file", err) < 0)
             return -1;
     }
@@ -233,8 +232,8 @@ void oak_config_dump(const oak_cfg_opt_t *opts, FILE *out)
 {
     json_auto_t *j = json_object();
     for (const oak_cfg_opt_t *o = opts; o->name; o++) {
-        bool secret = strstr(o->name, "password") || strstr(o->name, "secret") ||
-                      strstr(o->name, "token");
+        bool secret =
+            strstr(o->name, "password") || strstr(o->name, "secret") || strstr(o->name, "token");
         if (o->type == OAK_CFG_STR)
             json_object_set_new(j, o->name,
                                 o->str ? json_string(secret ? "***" : o->str) : json_null());

@@ -14,7 +14,7 @@
 typedef enum { OAK_CFG_STR, OAK_CFG_INT, OAK_CFG_BOOL } oak_cfg_type_t;
 
 typedef struct {
-    const char *name;   /* "api_port": JSON key; flag is --api-port */
+    const char *name; /* "api_port": JSON key; flag is --api-port */
     oak_cfg_type_t type;
     const char *def;    /* default as text, NULL for none (string options) */
     long long min, max; /* inclusive range for OAK_CFG_INT (ignored if min > max) */
@@ -27,7 +27,10 @@ typedef struct {
     const char *source;
 } oak_cfg_opt_t;
 
-#define OAK_CFG_END {NULL, OAK_CFG_STR, NULL, 0, 0, NULL, NULL, NULL, 0, false, NULL}
+#define OAK_CFG_END                                                                                \
+    {                                                                                              \
+        NULL, OAK_CFG_STR, NULL, 0, 0, NULL, NULL, NULL, 0, false, NULL                            \
+    }
 
 typedef enum { OAK_CFG_RUN = 0, OAK_CFG_EXIT_OK = 1 } oak_cfg_result_t;
 

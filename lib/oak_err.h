@@ -31,7 +31,10 @@ typedef struct {
     json_t *details;
 } oak_err_t;
 
-#define OAK_ERR_INIT {0}
+#define OAK_ERR_INIT                                                                               \
+    {                                                                                              \
+        0                                                                                          \
+    }
 
 /* Sets code and message; returns -1 so callers can `return oak_err_set(...)`.
  * err may be NULL. */

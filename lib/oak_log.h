@@ -14,7 +14,8 @@ extern oak_log_level_t oak_log_level;
 void oak_log_init(const char *daemon, oak_log_level_t level, bool json);
 /* Parses "error|warn|info|debug"; returns -1 if unknown. */
 int oak_log_level_parse(const char *s, oak_log_level_t *out);
-void oak_log_write(oak_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void oak_log_write(oak_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define OAK_LOG(lvl, ...)                                                                          \
     do {                                                                                           \

@@ -43,8 +43,8 @@ void oak_loop_post(oak_loop_t *loop, oak_loop_cb cb, void *data);
 
 /* Blocks the given signals in the calling thread (call before starting
  * library threads so they inherit the mask) and delivers them to cb. */
-int oak_loop_signals(oak_loop_t *loop, const int *signals, int n, oak_loop_signal_cb cb,
-                     void *data, oak_err_t *err);
+int oak_loop_signals(oak_loop_t *loop, const int *signals, int n, oak_loop_signal_cb cb, void *data,
+                     oak_err_t *err);
 
 /* Runs until oak_loop_stop(). Returns 0. */
 int oak_loop_run(oak_loop_t *loop);

@@ -18,7 +18,7 @@
 #include "root_orchestrator/instances.h"
 #include "root_orchestrator/sla.h"
 
-#define APP_ROLES (ROLE_ADMIN | ROLE_ORG_ADMIN | ROLE_APP_PROVIDER)
+#define APP_ROLES   (ROLE_ADMIN | ROLE_ORG_ADMIN | ROLE_APP_PROVIDER)
 #define INFRA_ROLES (ROLE_ADMIN | ROLE_INFRA_PROVIDER)
 
 static void reply_err(oak_http_resp_t *resp, oak_err_t *err)
@@ -187,8 +187,8 @@ static void h_app_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
         const char *n = oak_json_str(a, "application_name"),
                    *ns = oak_json_str(a, "application_namespace");
         if (app_name_taken(r, &c, n, ns, NULL))
-            return api_fail(resp, OAK_E_CONFLICT,
-                            "application %s in namespace %s already exists", n, ns);
+            return api_fail(resp, OAK_E_CONFLICT, "application %s in namespace %s already exists",
+                            n, ns);
         for (size_t j = 0; j < i; j++) {
             json_t *b = json_array_get(apps, j);
             if (!strcmp(n, oak_json_str(b, "application_name")) &&
@@ -205,12 +205,11 @@ static void h_app_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
         char id[25];
         oak_store_new_id(id);
         const char *desc = oak_json_str(a, "application_desc");
-        json_t *app = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:s}", "_id", id,
-                                "applicationID", id, "application_name",
-                                oak_json_str(a, "application_name"), "application_namespace",
-                                oak_json_str(a, "application_namespace"), "application_desc",
-                                desc ? desc : "", "microservices", "userId", c.user,
-                                "organization_id", c.org_id);
+        json_t *app = json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:[], s:s, s:s}", "_id", id, "applicationID", id,
+            "application_name", oak_json_str(a, "application_name"), "application_namespace",
+            oak_json_str(a, "application_namespace"), "application_desc", desc ? desc : "",
+            "microservices", "userId", c.user, "organization_id", c.org_id);
         json_array_foreach(json_object_get(a, "microservices"), k, ms)
         {
             json_t *s = service_doc(app, ms, &c);
@@ -298,8 +297,9 @@ static void h_app_put(const oak_http_req_t *req, oak_http_resp_t *resp, void *ct
         json_object_set(app, "application_desc", json_object_get(b, "application_desc"));
     if (oak_store_update(r->store, "apps", app, oak_json_int(app, "_version", 0), &err) < 0)
         return reply_err(resp, &err);
-    oak_http_resp_json(resp, 200, json_pack("{s:s, s:o}", "message", "Application is updated",
-                                            "application", public_doc(app)));
+    oak_http_resp_json(resp, 200,
+                       json_pack("{s:s, s:o}", "message", "Application is updated", "application",
+                                 public_doc(app)));
 }
 
 /* Undeploys and deletes one service; removes it from its application. */
@@ -429,7 +429,8 @@ static void h_service_create(const oak_http_req_t *req, oak_http_resp_t *resp, v
         json_array_foreach(ex, k, s)
         {
             if (!strcmp(oak_json_str(s, "service_name"), oak_json_str(ms, "microservice_name")) &&
-                !strcmp(oak_json_str(s, "service_ns"), oak_json_str(ms, "microservice_namespace"))) {
+                !strcmp(oak_json_str(s, "service_ns"),
+                        oak_json_str(ms, "microservice_namespace"))) {
                 char f[96];
                 snprintf(f, sizeof(f), "applications[0].microservices[%zu].microservice_name", i);
                 oak_err_add_field(&err, f, "a service with this name and namespace exists");
@@ -632,8 +633,8 @@ static void h_cluster_token(const oak_http_req_t *req, oak_http_resp_t *resp, vo
         if (!b)
             return;
         json_t *v = json_object_get(b, "cluster_name");
-        if (v && (!json_is_string(v) || strlen(json_string_value(v)) > 64 ||
-                  !*json_string_value(v)))
+        if (v &&
+            (!json_is_string(v) || strlen(json_string_value(v)) > 64 || !*json_string_value(v)))
             oak_err_add_field(&err, "cluster_name", "must be a string of 1-64 characters");
         name = json_string_value(v);
         v = json_object_get(b, "ttl_s");
@@ -664,11 +665,10 @@ static void h_health(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx
     size_t active = 0;
     for (size_t i = 0; i < r->clusters->n; i++)
         active += cluster_active(r, r->clusters->v[i]);
-    oak_http_resp_json(resp, 200,
-                       json_pack("{s:s, s:s, s:I, s:I}", "status", "ok", "store",
-                                 oak_store_backend(r->store), "clusters",
-                                 (json_int_t)r->clusters->n, "active_clusters",
-                                 (json_int_t)active));
+    oak_http_resp_json(
+        resp, 200,
+        json_pack("{s:s, s:s, s:I, s:I}", "status", "ok", "store", oak_store_backend(r->store),
+                  "clusters", (json_int_t)r->clusters->n, "active_clusters", (json_int_t)active));
 }
 
 const oak_http_route_t apps_routes[] = {

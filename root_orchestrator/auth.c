@@ -159,20 +159,19 @@ int auth_bootstrap(root_t *r, const char *admin_password, oak_err_t *err)
 static json_t *issue_tokens(root_t *r, const json_t *user, const json_t *org, unsigned roles,
                             bool with_refresh, oak_err_t *err)
 {
-    json_auto_t *claims = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "sub",
-                                    oak_json_str(user, "name"), "user", oak_json_str(user, "name"),
-                                    "user_id", oak_json_str(user, "_id"), "roles",
-                                    roles_to_json(roles), "organization", oak_json_str(org, "_id"),
-                                    "type", "access");
+    json_auto_t *claims =
+        json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "sub", oak_json_str(user, "name"), "user",
+                  oak_json_str(user, "name"), "user_id", oak_json_str(user, "_id"), "roles",
+                  roles_to_json(roles), "organization", oak_json_str(org, "_id"), "type", "access");
     _cleanup_free_ char *access = NULL, *refresh = NULL;
     if (oak_jwt_sign(r->jwt_key, sizeof(r->jwt_key), claims, r->access_ttl_s, &access, err) < 0)
         return NULL;
-    json_t *out = json_pack("{s:s, s:I}", "token", access, "expires_in",
-                            (json_int_t)r->access_ttl_s);
+    json_t *out =
+        json_pack("{s:s, s:I}", "token", access, "expires_in", (json_int_t)r->access_ttl_s);
     if (with_refresh) {
         json_object_set_new(claims, "type", json_string("refresh"));
-        if (oak_jwt_sign(r->jwt_key, sizeof(r->jwt_key), claims, r->refresh_ttl_s, &refresh,
-                         err) < 0) {
+        if (oak_jwt_sign(r->jwt_key, sizeof(r->jwt_key), claims, r->refresh_ttl_s, &refresh, err) <
+            0) {
             json_decref(out);
             return NULL;
         }
@@ -214,8 +213,8 @@ static void h_login(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
     bool member;
     unsigned roles = member_roles(org, oak_json_str(u, "_id"), &member);
     if (!member)
-        return api_fail(resp, OAK_E_UNAUTH, "user '%s' is not a member of organization '%s'",
-                        user, orgname);
+        return api_fail(resp, OAK_E_UNAUTH, "user '%s' is not a member of organization '%s'", user,
+                        orgname);
     json_t *tok = issue_tokens(r, u, org, roles, true, &err);
     if (!tok) {
         oak_http_resp_error(resp, &err);
@@ -344,12 +343,12 @@ static int org_set_member(root_t *r, const char *org_id, const char *user_id, un
         const char *uid = oak_json_str(m, "user_id");
         if (uid && strcmp(uid, user_id) == 0) {
             json_object_set_new(m, "roles", roles_to_json(roles));
-            return oak_store_update(r->store, "organizations", o,
-                                    oak_json_int(o, "_version", 0), err);
+            return oak_store_update(r->store, "organizations", o, oak_json_int(o, "_version", 0),
+                                    err);
         }
     }
-    json_array_append_new(members,
-                          json_pack("{s:s, s:o}", "user_id", user_id, "roles", roles_to_json(roles)));
+    json_array_append_new(
+        members, json_pack("{s:s, s:o}", "user_id", user_id, "roles", roles_to_json(roles)));
     return oak_store_update(r->store, "organizations", o, oak_json_int(o, "_version", 0), err);
 }
 
@@ -480,8 +479,8 @@ static void h_user_delete(const oak_http_req_t *req, oak_http_resp_t *resp, void
                 break;
             }
         }
-        if (changed &&
-            oak_store_update(r->store, "organizations", o, oak_json_int(o, "_version", 0), &err) < 0)
+        if (changed && oak_store_update(r->store, "organizations", o,
+                                        oak_json_int(o, "_version", 0), &err) < 0)
             goto fail;
     }
     if (oak_store_delete(r->store, "users", uid, 0, &err) < 0 ||

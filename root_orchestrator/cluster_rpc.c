@@ -84,14 +84,14 @@ json_t *cluster_rpc_capacity_json(const Oak__Cluster__V1__Capacity *cap)
         json_t *av = json_array();
         for (size_t k = 0; k < a->n_virtualization; k++)
             json_array_append_new(av, json_string(a->virtualization[k]));
-        json_array_append_new(
-            pa, json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:i, s:i, s:i}", "architecture",
-                          a->architecture, "virtualization", av, "cpu_millis_total",
-                          (json_int_t)a->cpu_millis_total, "cpu_millis_free",
-                          (json_int_t)a->cpu_millis_free, "memory_mb_total",
-                          (json_int_t)a->memory_mb_total, "memory_mb_free",
-                          (json_int_t)a->memory_mb_free, "gpu_total", a->gpu_total, "gpu_free",
-                          a->gpu_free, "workers", a->workers));
+        json_array_append_new(pa, json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:i, s:i, s:i}",
+                                            "architecture", a->architecture, "virtualization", av,
+                                            "cpu_millis_total", (json_int_t)a->cpu_millis_total,
+                                            "cpu_millis_free", (json_int_t)a->cpu_millis_free,
+                                            "memory_mb_total", (json_int_t)a->memory_mb_total,
+                                            "memory_mb_free", (json_int_t)a->memory_mb_free,
+                                            "gpu_total", a->gpu_total, "gpu_free", a->gpu_free,
+                                            "workers", a->workers));
     }
     return json_pack("{s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:o, s:o, s:f, s:f}", "cpu_millis_total",
                      (json_int_t)cap->cpu_millis_total, "cpu_millis_free",
@@ -207,10 +207,9 @@ oak_grpc_server_t *cluster_rpc_start(root_t *r, const char *addr, oak_err_t *err
         oak_grpc_server_add_unary(s, SVC "Report", &oak__cluster__v1__report_request__descriptor,
                                   &oak__cluster__v1__report_reply__descriptor, on_report, r,
                                   err) < 0 ||
-        oak_grpc_server_add_stream(s, SVC "Commands",
-                                   &oak__cluster__v1__commands_request__descriptor,
-                                   &oak__cluster__v1__command__descriptor, on_commands, r,
-                                   err) < 0) {
+        oak_grpc_server_add_stream(
+            s, SVC "Commands", &oak__cluster__v1__commands_request__descriptor,
+            &oak__cluster__v1__command__descriptor, on_commands, r, err) < 0) {
         oak_grpc_server_shutdown(s);
         return NULL;
     }

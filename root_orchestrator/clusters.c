@@ -216,8 +216,8 @@ static json_t *capacity_to_json(const cluster_t *c)
                      "memory_mb_total", (json_int_t)c->mem_total, "memory_mb_free",
                      (json_int_t)c->mem_free, "gpu_total", c->gpu_total, "gpu_free", c->gpu_free,
                      "active_workers", c->active_workers, "virtualization",
-                     strv_to_json(c->virt, c->nvirt), "per_arch", pa, "cpu_percent",
-                     c->cpu_percent, "memory_percent", c->memory_percent);
+                     strv_to_json(c->virt, c->nvirt), "per_arch", pa, "cpu_percent", c->cpu_percent,
+                     "memory_percent", c->memory_percent);
 }
 
 static json_t *cluster_doc(const cluster_t *c)
@@ -336,9 +336,9 @@ int clusters_issue_token(root_t *r, const char *cluster_name, long ttl_s, const 
     char hash[65];
     oak_sha256_hex(tok, strlen(tok), hash);
     double exp = oak_wall_time() + (double)ttl_s;
-    json_auto_t *d = json_pack("{s:s, s:s, s:f, s:s}", "_id", hash, "cluster_name",
-                               cluster_name ? cluster_name : "", "expires_at", exp, "created_by",
-                               by);
+    json_auto_t *d =
+        json_pack("{s:s, s:s, s:f, s:s}", "_id", hash, "cluster_name",
+                  cluster_name ? cluster_name : "", "expires_at", exp, "created_by", by);
     if (oak_store_insert(r->store, "join_tokens", d, err) < 0)
         return -1;
     *token_out = oak_steal(&tok);
@@ -441,11 +441,11 @@ int clusters_cmd_prepare(root_t *r, cluster_t *c, cmd_kind_t kind, const char *s
     k->gpu = gpu;
     char id[64];
     snprintf(id, sizeof(id), "%s-%016" PRIu64, c->id, k->seq);
-    json_auto_t *d = json_pack("{s:s, s:s, s:I, s:i, s:s, s:i, s:I, s:I, s:I, s:i}", "_id", id,
-                               "cluster_id", c->id, "seq", (json_int_t)k->seq, "kind", (int)kind,
-                               "service_id", service_id, "instance_number", instance_number,
-                               "generation", (json_int_t)generation, "cpu", (json_int_t)cpu,
-                               "mem", (json_int_t)mem, "gpu", gpu);
+    json_auto_t *d =
+        json_pack("{s:s, s:s, s:I, s:i, s:s, s:i, s:I, s:I, s:I, s:i}", "_id", id, "cluster_id",
+                  c->id, "seq", (json_int_t)k->seq, "kind", (int)kind, "service_id", service_id,
+                  "instance_number", instance_number, "generation", (json_int_t)generation, "cpu",
+                  (json_int_t)cpu, "mem", (json_int_t)mem, "gpu", gpu);
     if (service_json)
         json_object_set_new(d, "service_json", json_string(service_json));
     c->last_seq++;

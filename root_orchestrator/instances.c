@@ -16,8 +16,12 @@
 #include "lib/oak_loop.h"
 #include "root_orchestrator/sched_cluster.h"
 
-static const char *pending_states[] = {"REQUESTED", "NO_CLUSTER_CAPACITY", "TargetClusterNotFound",
-                                       "TargetClusterNotActive", "TargetClusterNoCapacity", NULL};
+static const char *pending_states[] = {"REQUESTED",
+                                       "NO_CLUSTER_CAPACITY",
+                                       "TargetClusterNotFound",
+                                       "TargetClusterNotActive",
+                                       "TargetClusterNoCapacity",
+                                       NULL};
 
 static bool is_pending(const char *s)
 {
@@ -29,8 +33,8 @@ static bool is_pending(const char *s)
 
 static int rank(const char *s)
 {
-    static const char *order[] = {"REQUESTED", "CLUSTER_SCHEDULED", "NODE_SCHEDULED", "CREATED",
-                                  "RUNNING", NULL};
+    static const char *order[] = {"REQUESTED", "CLUSTER_SCHEDULED", "NODE_SCHEDULED",
+                                  "CREATED",   "RUNNING",           NULL};
     for (int i = 0; order[i]; i++)
         if (strcmp(s, order[i]) == 0)
             return i;
@@ -131,9 +135,8 @@ static char *service_spec(const json_t *svc)
 
 /* Writes svc and queues cmd for cluster c in one transaction. c may be NULL
  * for a plain save. On success *cmd_out is committed to memory and sent. */
-static int save_with_cmd(root_t *r, json_t *svc, cluster_t *c, cmd_kind_t kind, int n,
-                         uint64_t gen, bool with_spec, int64_t cpu, int64_t mem, int gpu,
-                         oak_err_t *err)
+static int save_with_cmd(root_t *r, json_t *svc, cluster_t *c, cmd_kind_t kind, int n, uint64_t gen,
+                         bool with_spec, int64_t cpu, int64_t mem, int gpu, oak_err_t *err)
 {
     cmd_t *cmd = NULL;
     _cleanup_free_ char *spec = with_spec ? service_spec(svc) : NULL;
@@ -141,8 +144,8 @@ static int save_with_cmd(root_t *r, json_t *svc, cluster_t *c, cmd_kind_t kind, 
         return -1;
     if (oak_store_update(r->store, "services", svc, oak_json_int(svc, "_version", 0), err) < 0)
         goto fail;
-    if (c && clusters_cmd_prepare(r, c, kind, oak_json_str(svc, "_id"), n, gen, spec, cpu, mem,
-                                  gpu, &cmd, err) < 0)
+    if (c && clusters_cmd_prepare(r, c, kind, oak_json_str(svc, "_id"), n, gen, spec, cpu, mem, gpu,
+                                  &cmd, err) < 0)
         goto fail;
     if (oak_store_commit(r->store, err) < 0)
         goto fail;
@@ -222,10 +225,10 @@ int inst_request(root_t *r, json_t *svc, int count, oak_err_t *err)
                            json_array_size(list), count);
     int first = (int)next;
     for (int i = 0; i < count; i++) {
-        json_t *in = json_pack("{s:I, s:s, s:s, s:I, s:f}", "instance_number",
-                               (json_int_t)(next + i), "status", "REQUESTED", "status_detail",
-                               "Waiting for scheduling decision", "generation", (json_int_t)0,
-                               "last_modified_timestamp", oak_wall_time());
+        json_t *in =
+            json_pack("{s:I, s:s, s:s, s:I, s:f}", "instance_number", (json_int_t)(next + i),
+                      "status", "REQUESTED", "status_detail", "Waiting for scheduling decision",
+                      "generation", (json_int_t)0, "last_modified_timestamp", oak_wall_time());
         json_array_append_new(list, in);
     }
     json_object_set_new(svc, "next_instance_progressive_number", json_integer(next + count));
@@ -298,7 +301,8 @@ static void queue_remove(root_t *r, cluster_t *c, const char *service_id, int n,
     cmd_t *cmd = NULL;
     oak_err_t err = OAK_ERR_INIT;
     if (oak_store_begin(r->store, &err) == 0 &&
-        clusters_cmd_prepare(r, c, CMD_REMOVE, service_id, n, gen, NULL, 0, 0, 0, &cmd, &err) == 0 &&
+        clusters_cmd_prepare(r, c, CMD_REMOVE, service_id, n, gen, NULL, 0, 0, 0, &cmd, &err) ==
+            0 &&
         oak_store_commit(r->store, &err) == 0) {
         clusters_cmd_commit(r, c, cmd);
         return;
@@ -375,7 +379,8 @@ void inst_on_report(root_t *r, cluster_t *c, const char *service_id, int n, cons
         return;
     }
     const char *old = oak_json_str(in, "status"), *olddet = oak_json_str(in, "status_detail");
-    bool changed = !old || strcmp(old, status) != 0 || !olddet || strcmp(olddet, detail ? detail : "") != 0;
+    bool changed =
+        !old || strcmp(old, status) != 0 || !olddet || strcmp(olddet, detail ? detail : "") != 0;
     const char *keys[] = {"worker_id", "host_ip", "cpu_percent", "memory_mb", NULL};
     for (int i = 0; keys[i]; i++) {
         json_t *v = json_object_get(extra, keys[i]);
@@ -462,8 +467,8 @@ void inst_cluster_lost(root_t *r, cluster_t *c)
             }
             moved++;
             if (place(r, svc, in, &err) < 0) {
-                log_warn("cluster %s lost: placing %s/%d: %s", c->name, oak_json_str(svc, "_id"),
-                         n, err.msg);
+                log_warn("cluster %s lost: placing %s/%d: %s", c->name, oak_json_str(svc, "_id"), n,
+                         err.msg);
                 oak_err_clear(&err);
                 r->sched_dirty = true;
             }

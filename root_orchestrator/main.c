@@ -26,18 +26,28 @@
 #define TICK_MS 1000
 
 static oak_cfg_opt_t opts[] = {
-    {"api_port", OAK_CFG_INT, "10000", 0, 65535, "OAK_API_PORT|MY_PORT", "REST API port (0: any free port)"},
-    {"grpc_port", OAK_CFG_INT, "50052", 0, 65535, "OAK_GRPC_PORT|MY_PORT_GRPC", "gRPC port for clusters"},
+    {"api_port", OAK_CFG_INT, "10000", 0, 65535, "OAK_API_PORT|MY_PORT",
+     "REST API port (0: any free port)"},
+    {"grpc_port", OAK_CFG_INT, "50052", 0, 65535, "OAK_GRPC_PORT|MY_PORT_GRPC",
+     "gRPC port for clusters"},
     {"bind", OAK_CFG_STR, "0.0.0.0", 0, 0, "OAK_BIND", "address to listen on"},
-    {"state_dir", OAK_CFG_STR, "/var/lib/oak/root", 0, 0, "OAK_STATE_DIR", "state directory (store, keys, admin password)"},
-    {"store", OAK_CFG_STR, NULL, 0, 0, "OAK_STORE", "store URI: sqlite:<path> or mongodb://... (default sqlite:<state_dir>/root.db)"},
-    {"admin_password", OAK_CFG_STR, NULL, 0, 0, "OAK_ADMIN_PASSWORD", "password of user Admin on first start (default: generated)"},
+    {"state_dir", OAK_CFG_STR, "/var/lib/oak/root", 0, 0, "OAK_STATE_DIR",
+     "state directory (store, keys, admin password)"},
+    {"store", OAK_CFG_STR, NULL, 0, 0, "OAK_STORE",
+     "store URI: sqlite:<path> or mongodb://... (default sqlite:<state_dir>/root.db)"},
+    {"admin_password", OAK_CFG_STR, NULL, 0, 0, "OAK_ADMIN_PASSWORD",
+     "password of user Admin on first start (default: generated)"},
     {"access_ttl_s", OAK_CFG_INT, "900", 60, 86400, "OAK_ACCESS_TTL_S", "access token lifetime"},
-    {"refresh_ttl_s", OAK_CFG_INT, "604800", 300, 31536000, "OAK_REFRESH_TTL_S", "refresh token lifetime"},
-    {"cluster_stale_s", OAK_CFG_INT, "15", 2, 3600, "OAK_CLUSTER_STALE_S", "a cluster without a report for this long is inactive"},
-    {"cluster_grace_s", OAK_CFG_INT, "60", 0, 86400, "OAK_CLUSTER_GRACE_S", "an inactive cluster's instances are rescheduled after this"},
-    {"join_token_ttl_s", OAK_CFG_INT, "604800", 60, 31536000, "OAK_JOIN_TOKEN_TTL_S", "default lifetime of cluster join tokens"},
-    {"max_body", OAK_CFG_INT, "1048576", 1024, 67108864, "OAK_MAX_BODY", "largest accepted request body in bytes"},
+    {"refresh_ttl_s", OAK_CFG_INT, "604800", 300, 31536000, "OAK_REFRESH_TTL_S",
+     "refresh token lifetime"},
+    {"cluster_stale_s", OAK_CFG_INT, "15", 2, 3600, "OAK_CLUSTER_STALE_S",
+     "a cluster without a report for this long is inactive"},
+    {"cluster_grace_s", OAK_CFG_INT, "60", 0, 86400, "OAK_CLUSTER_GRACE_S",
+     "an inactive cluster's instances are rescheduled after this"},
+    {"join_token_ttl_s", OAK_CFG_INT, "604800", 60, 31536000, "OAK_JOIN_TOKEN_TTL_S",
+     "default lifetime of cluster join tokens"},
+    {"max_body", OAK_CFG_INT, "1048576", 1024, 67108864, "OAK_MAX_BODY",
+     "largest accepted request body in bytes"},
     {"log_level", OAK_CFG_STR, "info", 0, 0, "OAK_LOG_LEVEL", "error, warn, info or debug"},
     {"log_json", OAK_CFG_BOOL, "false", 0, 0, "OAK_LOG_JSON", "log JSON lines"},
     OAK_CFG_END,
@@ -91,8 +101,8 @@ int main(int argc, char **argv)
     int rc = 1;
     _cleanup_free_ char *default_store = NULL;
 
-    int cr = oak_config_load(opts, "system-manager", "OAK_CONFIG", argc, argv, stdout, NULL, NULL,
-                             &err);
+    int cr =
+        oak_config_load(opts, "system-manager", "OAK_CONFIG", argc, argv, stdout, NULL, NULL, &err);
     if (cr == OAK_CFG_EXIT_OK)
         return 0;
     if (cr < 0) {
@@ -101,8 +111,10 @@ int main(int argc, char **argv)
     }
     oak_log_level_t lvl;
     if (oak_log_level_parse(oak_config_str(opts, "log_level"), &lvl) < 0) {
-        fprintf(stderr, "system-manager: option log_level: '%s' is not one of error, warn, info, "
-                        "debug\n", oak_config_str(opts, "log_level"));
+        fprintf(stderr,
+                "system-manager: option log_level: '%s' is not one of error, warn, info, "
+                "debug\n",
+                oak_config_str(opts, "log_level"));
         return 2;
     }
     oak_log_init("system-manager", lvl, oak_config_bool(opts, "log_json"));
@@ -138,8 +150,7 @@ int main(int argc, char **argv)
     oak_http_route_t *routes = xcalloc(nroutes, sizeof(*routes));
     memcpy(routes, auth_routes, auth_nroutes * sizeof(*routes));
     memcpy(routes + auth_nroutes, apps_routes, apps_nroutes * sizeof(*routes));
-    memcpy(routes + auth_nroutes + apps_nroutes, openapi_routes,
-           openapi_nroutes * sizeof(*routes));
+    memcpy(routes + auth_nroutes + apps_nroutes, openapi_routes, openapi_nroutes * sizeof(*routes));
     const char *bind = oak_config_str(opts, "bind");
     int hrc = oak_http_server_start(r.loop, bind, (int)oak_config_int(opts, "api_port"), routes,
                                     nroutes, &r, r.max_body, &http, &err);

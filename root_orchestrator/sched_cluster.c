@@ -26,8 +26,8 @@ static bool in_list(const json_t *arr, const char *s)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
-        return true;
+    json_array_foreach(arr, i, v) if (json_is_string(v) &&
+                                      strcmp(json_string_value(v), s) == 0) return true;
     return false;
 }
 
@@ -55,8 +55,11 @@ static bool fits(const cluster_t *c, const sched_req_t *req)
 
 static double score(const cluster_t *c, const sched_req_t *req)
 {
-    double cpu = c->cpu_total > 0 ? (double)(cluster_free_cpu(c) - req->cpu_millis) / (double)c->cpu_total : 0;
-    double mem = c->mem_total > 0 ? (double)(cluster_free_mem(c) - req->mem_mb) / (double)c->mem_total : 0;
+    double cpu = c->cpu_total > 0
+                     ? (double)(cluster_free_cpu(c) - req->cpu_millis) / (double)c->cpu_total
+                     : 0;
+    double mem =
+        c->mem_total > 0 ? (double)(cluster_free_mem(c) - req->mem_mb) / (double)c->mem_total : 0;
     return cpu + mem;
 }
 

@@ -39,13 +39,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_sched: %s\n", err.msg);
         return 1;
     }
-    json_t *cap = json_pack("{s:I, s:I, s:I, s:I, s:i, s:[s], s:[{s:s, s:[s], s:I, s:I}]}",
-                            "cpu_millis_total", (json_int_t)64000, "cpu_millis_free",
-                            (json_int_t)64000, "memory_mb_total", (json_int_t)262144,
-                            "memory_mb_free", (json_int_t)262144, "active_workers", 16,
-                            "virtualization", "container", "per_arch", "architecture", "amd64",
-                            "virtualization", "container", "cpu_millis_free", (json_int_t)64000,
-                            "memory_mb_free", (json_int_t)262144);
+    json_t *cap = json_pack(
+        "{s:I, s:I, s:I, s:I, s:i, s:[s], s:[{s:s, s:[s], s:I, s:I}]}", "cpu_millis_total",
+        (json_int_t)64000, "cpu_millis_free", (json_int_t)64000, "memory_mb_total",
+        (json_int_t)262144, "memory_mb_free", (json_int_t)262144, "active_workers", 16,
+        "virtualization", "container", "per_arch", "architecture", "amd64", "virtualization",
+        "container", "cpu_millis_free", (json_int_t)64000, "memory_mb_free", (json_int_t)262144);
     char tok_name[64];
     for (int i = 0; i < nclusters; i++) {
         char *tok = NULL, *sess = NULL;
@@ -53,8 +52,8 @@ int main(int argc, char **argv)
         cluster_t *c = NULL;
         snprintf(tok_name, sizeof(tok_name), "cluster%05d", i);
         if (clusters_issue_token(&r, tok_name, 3600, "bench", &tok, &exp, &err) < 0 ||
-            clusters_join(&r, tok, tok_name, "0,0,0", "127.0.0.1", 10100, 10110, &c, &sess,
-                          &err) < 0) {
+            clusters_join(&r, tok, tok_name, "0,0,0", "127.0.0.1", 10100, 10110, &c, &sess, &err) <
+                0) {
             fprintf(stderr, "bench_sched: %s\n", err.msg);
             return 1;
         }
@@ -67,11 +66,10 @@ int main(int argc, char **argv)
     }
     json_decref(cap);
 
-    json_t *svc = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:[]}", "_id",
-                            "000000000000000000000001", "job_name", "bench.bench.svc.svc",
-                            "virtualization", "container", "vcpus", 1, "memory", 64, "image",
-                            "registry:5000/bench:1", "next_instance_progressive_number", 0,
-                            "instance_list");
+    json_t *svc = json_pack(
+        "{s:s, s:s, s:s, s:i, s:i, s:s, s:i, s:[]}", "_id", "000000000000000000000001", "job_name",
+        "bench.bench.svc.svc", "virtualization", "container", "vcpus", 1, "memory", 64, "image",
+        "registry:5000/bench:1", "next_instance_progressive_number", 0, "instance_list");
     if (oak_store_insert(r.store, "services", svc, &err) < 0) {
         fprintf(stderr, "bench_sched: %s\n", err.msg);
         return 1;
@@ -102,8 +100,8 @@ int main(int argc, char **argv)
     uint64_t dt = oak_now_us() - t0;
     size_t placed = 0, i;
     json_t *in;
-    json_array_foreach(json_object_get(svc, "instance_list"), i, in)
-        placed += strcmp(oak_json_str(in, "status"), "CLUSTER_SCHEDULED") == 0;
+    json_array_foreach(json_object_get(svc, "instance_list"), i, in) placed +=
+        strcmp(oak_json_str(in, "status"), "CLUSTER_SCHEDULED") == 0;
     printf("root_place_persisted clusters=%d n=%d placed=%zu mean_us=%llu\n", nclusters, nfull,
            placed, (unsigned long long)(dt / (uint64_t)nfull));
     free(lat);
