@@ -276,7 +276,7 @@ static void raw_resp_free(raw_resp_t *r)
 /* Header value from a raw response head, or NULL. Returns a static copy. */
 static const char *raw_header(const raw_resp_t *r, const char *name)
 {
-    static char val[512];
+    static __thread char val[512]; /* per thread: the concurrency test reads from 4 threads */
     size_t nl = strlen(name);
     for (const char *p = strstr(r->head, "\r\n"); p && p[2]; p = strstr(p + 2, "\r\n")) {
         const char *line = p + 2;
