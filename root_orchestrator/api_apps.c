@@ -21,12 +21,6 @@
 #define APP_ROLES   (ROLE_ADMIN | ROLE_ORG_ADMIN | ROLE_APP_PROVIDER)
 #define INFRA_ROLES (ROLE_ADMIN | ROLE_INFRA_PROVIDER)
 
-static void reply_err(oak_http_resp_t *resp, oak_err_t *err)
-{
-    oak_http_resp_error(resp, err);
-    oak_err_clear(err);
-}
-
 static json_t *public_doc(const json_t *d)
 {
     json_t *o = json_deep_copy(d);
@@ -176,7 +170,7 @@ static void h_app_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     oak_err_t err = OAK_ERR_INIT;
     json_t *parsed = NULL;
     if (sla_parse(req->body, req->body_len, r->max_body, false, &parsed, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_auto_t *sla = parsed;
     json_t *apps = json_object_get(sla, "applications");
     size_t i, k;
@@ -199,7 +193,7 @@ static void h_app_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     }
     json_auto_t *created = json_array();
     if (oak_store_begin(r->store, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_array_foreach(apps, i, a)
     {
         char id[25];
@@ -233,13 +227,13 @@ static void h_app_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     request_replicas(r, created);
     json_t *list = apps_visible(r, &c, &err);
     if (!list)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, public_list(list));
     json_decref(list);
     return;
 fail:
     oak_store_rollback(r->store);
-    reply_err(resp, &err);
+    api_reply_err(resp, &err);
 }
 
 static void h_app_get(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
@@ -282,21 +276,17 @@ static void h_app_put(const oak_http_req_t *req, oak_http_resp_t *resp, void *ct
     if ((v = json_object_get(b, "application_desc")) &&
         (!json_is_string(v) || strlen(json_string_value(v)) > 4096))
         oak_err_add_field(&err, "application_desc", "must be a string of at most 4096 characters");
-    if (err.details) {
-        err.code = OAK_E_UNPROCESSABLE;
-        snprintf(err.msg, sizeof(err.msg), "application update is invalid");
-        return reply_err(resp, &err);
-    }
+    if (api_fields_failed(resp, &err, "application update is invalid"))
+        return;
     if (app_name_taken(r, &c, an, ans, req->params[0]))
         return api_fail(resp, OAK_E_CONFLICT, "application %s in namespace %s already exists", an,
                         ans);
     json_object_set_new(app, "application_name", json_string(an));
     json_object_set_new(app, "application_namespace", json_string(ans));
-    /* (an/ans may point into app: json_string copied them before the set) */
     if (json_object_get(b, "application_desc"))
         json_object_set(app, "application_desc", json_object_get(b, "application_desc"));
     if (oak_store_update(r->store, "apps", app, oak_json_int(app, "_version", 0), &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200,
                        json_pack("{s:s, s:o}", "message", "Application is updated", "application",
                                  public_doc(app)));
@@ -342,18 +332,18 @@ static void h_app_delete(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     json_auto_t *appid = json_string(req->params[0]);
     json_t *svcs = NULL;
     if (oak_store_find(r->store, "services", "applicationID", appid, &svcs, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_auto_t *sv = svcs;
     size_t i;
     json_t *s;
     json_array_foreach(sv, i, s)
     {
         if (delete_service(r, s, &err) < 0 && err.code != OAK_E_NOT_FOUND)
-            return reply_err(resp, &err);
+            return api_reply_err(resp, &err);
         oak_err_clear(&err);
     }
     if (oak_store_delete(r->store, "apps", req->params[0], 0, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, json_pack("{s:s}", "message", "Application deleted"));
 }
 
@@ -366,7 +356,7 @@ static void h_apps(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
     oak_err_t err = OAK_ERR_INIT;
     json_t *list = apps_visible(r, &c, &err);
     if (!list)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, public_list(list));
     json_decref(list);
 }
@@ -395,7 +385,7 @@ static void h_apps_of_user(const oak_http_req_t *req, oak_http_resp_t *resp, voi
     json_decref(u);
     json_t *list = NULL;
     if (oak_store_find(r->store, "apps", "userId", key, &list, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, public_list(list));
     json_decref(list);
 }
@@ -409,7 +399,7 @@ static void h_service_create(const oak_http_req_t *req, oak_http_resp_t *resp, v
     oak_err_t err = OAK_ERR_INIT;
     json_t *parsed = NULL;
     if (sla_parse(req->body, req->body_len, r->max_body, true, &parsed, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_auto_t *sla = parsed;
     json_t *a = json_array_get(json_object_get(sla, "applications"), 0);
     json_auto_t *app =
@@ -420,7 +410,7 @@ static void h_service_create(const oak_http_req_t *req, oak_http_resp_t *resp, v
     json_auto_t *appid = json_string(oak_json_str(app, "_id"));
     json_t *existing = NULL;
     if (oak_store_find(r->store, "services", "applicationID", appid, &existing, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_auto_t *ex = existing;
     size_t i, k;
     json_t *ms, *s;
@@ -441,12 +431,12 @@ static void h_service_create(const oak_http_req_t *req, oak_http_resp_t *resp, v
         err.code = OAK_E_CONFLICT;
         snprintf(err.msg, sizeof(err.msg), "service already exists in application %s",
                  oak_json_str(app, "application_name"));
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     }
     json_auto_t *created = json_array();
     json_auto_t *deployed = json_array();
     if (oak_store_begin(r->store, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_array_foreach(json_object_get(a, "microservices"), i, ms)
     {
         /* the stored application's names win over the descriptor's */
@@ -473,7 +463,7 @@ static void h_service_create(const oak_http_req_t *req, oak_http_resp_t *resp, v
     return;
 fail:
     oak_store_rollback(r->store);
-    reply_err(resp, &err);
+    api_reply_err(resp, &err);
 }
 
 static void h_service_get(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
@@ -498,7 +488,7 @@ static void h_service_delete(const oak_http_req_t *req, oak_http_resp_t *resp, v
         return;
     oak_err_t err = OAK_ERR_INIT;
     if (delete_service(r, s, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, json_pack("{s:s}", "message", "Job deleted"));
 }
 
@@ -523,7 +513,7 @@ static void h_instance_create(const oak_http_req_t *req, oak_http_resp_t *resp, 
                 err.code = OAK_E_UNPROCESSABLE;
                 snprintf(err.msg, sizeof(err.msg), "instance request is invalid");
                 oak_err_add_field(&err, "replicas", "must be an integer between 1 and 1000");
-                return reply_err(resp, &err);
+                return api_reply_err(resp, &err);
             }
             count = json_integer_value(v);
         }
@@ -531,7 +521,7 @@ static void h_instance_create(const oak_http_req_t *req, oak_http_resp_t *resp, 
     long long first = oak_json_int(s, "next_instance_progressive_number", 0);
     oak_err_t err = OAK_ERR_INIT;
     if (inst_request(r, s, (int)count, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_t *nums = json_array();
     for (long long i = 0; i < count; i++)
         json_array_append_new(nums, json_integer(first + i));
@@ -553,7 +543,7 @@ static void h_instance_delete(const oak_http_req_t *req, oak_http_resp_t *resp, 
         return;
     oak_err_t err = OAK_ERR_INIT;
     if (inst_undeploy(r, s, (int)n, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, json_pack("{s:s}", "message", "ok"));
 }
 
@@ -570,7 +560,7 @@ static void h_services_of_app(const oak_http_req_t *req, oak_http_resp_t *resp, 
     json_auto_t *key = json_string(req->params[0]);
     json_t *list = NULL;
     if (oak_store_find(r->store, "services", "applicationID", key, &list, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, public_list(list));
     json_decref(list);
 }
@@ -588,7 +578,7 @@ static void h_services(const oak_http_req_t *req, oak_http_resp_t *resp, void *c
                  ? oak_store_find(r->store, "services", NULL, NULL, &list, &err)
                  : oak_store_find(r->store, "services", "organization_id", org, &list, &err);
     if (rc < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, public_list(list));
     json_decref(list);
 }
@@ -643,16 +633,13 @@ static void h_cluster_token(const oak_http_req_t *req, oak_http_resp_t *resp, vo
             oak_err_add_field(&err, "ttl_s", "must be an integer between 60 and 31536000");
         if (v && json_is_integer(v))
             ttl = json_integer_value(v);
-        if (err.details) {
-            err.code = OAK_E_UNPROCESSABLE;
-            snprintf(err.msg, sizeof(err.msg), "token request is invalid");
-            return reply_err(resp, &err);
-        }
+        if (api_fields_failed(resp, &err, "token request is invalid"))
+            return;
     }
     char *token = NULL;
     double exp = 0;
     if (clusters_issue_token(r, name, (long)ttl, c.user, &token, &exp, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 201,
                        json_pack("{s:s, s:s, s:f}", "token", token, "cluster_name",
                                  name ? name : "", "expires_at", exp));

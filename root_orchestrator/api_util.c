@@ -35,6 +35,22 @@ void api_fail(oak_http_resp_t *resp, oak_code_t code, const char *fmt, ...)
     oak_http_resp_error(resp, &err);
 }
 
+void api_reply_err(oak_http_resp_t *resp, oak_err_t *err)
+{
+    oak_http_resp_error(resp, err);
+    oak_err_clear(err);
+}
+
+bool api_fields_failed(oak_http_resp_t *resp, oak_err_t *err, const char *what)
+{
+    if (!err->details)
+        return false;
+    err->code = OAK_E_UNPROCESSABLE;
+    snprintf(err->msg, sizeof(err->msg), "%s", what);
+    api_reply_err(resp, err);
+    return true;
+}
+
 unsigned roles_from_json(const json_t *arr, oak_err_t *err, const char *field)
 {
     unsigned roles = 0;

@@ -38,6 +38,11 @@ bool api_can_see(const caller_t *c, const char *org_id);
 /* Replies with an error built from code and message. */
 void api_fail(oak_http_resp_t *resp, oak_code_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Replies with err and clears it. */
+void api_reply_err(oak_http_resp_t *resp, oak_err_t *err);
+/* If err holds field errors, replies 422 with message what and the fields,
+ * clears err and returns true. */
+bool api_fields_failed(oak_http_resp_t *resp, oak_err_t *err, const char *what);
 /* Parses a non-negative decimal integer path parameter; -1 if invalid. */
 long long api_param_int(const char *s);
 

@@ -352,12 +352,6 @@ static int org_set_member(root_t *r, const char *org_id, const char *user_id, un
     return oak_store_update(r->store, "organizations", o, oak_json_int(o, "_version", 0), err);
 }
 
-static void reply_err(oak_http_resp_t *resp, oak_err_t *err)
-{
-    oak_http_resp_error(resp, err);
-    oak_err_clear(err);
-}
-
 static void h_register(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
 {
     root_t *r = ctx;
@@ -381,27 +375,24 @@ static void h_register(const oak_http_req_t *req, oak_http_resp_t *resp, void *c
         roles = roles_from_json(json_object_get(b, "roles"), &err, "roles");
     if (!(c.roles & ROLE_ADMIN) && (roles & ROLE_ADMIN))
         oak_err_add_field(&err, "roles", "only an Admin can grant the Admin role");
-    if (err.details) {
-        err.code = OAK_E_UNPROCESSABLE;
-        snprintf(err.msg, sizeof(err.msg), "user is invalid");
-        return reply_err(resp, &err);
-    }
+    if (api_fields_failed(resp, &err, "user is invalid"))
+        return;
     json_auto_t *exists = find_one(r, "users", "name", name);
     if (exists)
         return api_fail(resp, OAK_E_CONFLICT, "Username already exists");
     _cleanup_free_ char *hash = NULL, *ts = now_text();
     if (oak_password_hash(pw, &hash, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     char id[25];
     oak_store_new_id(id);
     json_auto_t *u = json_pack("{s:s, s:s, s:s, s:s, s:s}", "_id", id, "name", name, "email",
                                email ? email : "", "password", hash, "created_at", ts);
     if (oak_store_begin(r->store, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     if (oak_store_insert(r->store, "users", u, &err) < 0 ||
         org_set_member(r, c.org_id, id, roles, &err) < 0 || oak_store_commit(r->store, &err) < 0) {
         oak_store_rollback(r->store);
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     }
     json_t *out = user_public(u);
     json_object_set_new(out, "roles", roles_to_json(roles));
@@ -428,20 +419,17 @@ static void h_user_put(const oak_http_req_t *req, oak_http_resp_t *resp, void *c
     bool set_roles = json_object_get(b, "roles") != NULL;
     if (set_roles)
         roles = roles_from_json(json_object_get(b, "roles"), &err, "roles");
-    if (err.details) {
-        err.code = OAK_E_UNPROCESSABLE;
-        snprintf(err.msg, sizeof(err.msg), "user update is invalid");
-        return reply_err(resp, &err);
-    }
+    if (api_fields_failed(resp, &err, "user update is invalid"))
+        return;
     if (oak_store_begin(r->store, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     if (email)
         json_object_set(u, "email", email);
     if (oak_store_update(r->store, "users", u, oak_json_int(u, "_version", 0), &err) < 0 ||
         (set_roles && org_set_member(r, c.org_id, oak_json_str(u, "_id"), roles, &err) < 0) ||
         oak_store_commit(r->store, &err) < 0) {
         oak_store_rollback(r->store);
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     }
     oak_http_resp_json(resp, 200, user_public(u));
 }
@@ -461,7 +449,7 @@ static void h_user_delete(const oak_http_req_t *req, oak_http_resp_t *resp, void
     oak_err_t err = OAK_ERR_INIT;
     json_t *orgs = NULL;
     if (oak_store_begin(r->store, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     if (oak_store_find(r->store, "organizations", NULL, NULL, &orgs, &err) < 0)
         goto fail;
     size_t i, k;
@@ -492,7 +480,7 @@ static void h_user_delete(const oak_http_req_t *req, oak_http_resp_t *resp, void
 fail:
     json_decref(orgs);
     oak_store_rollback(r->store);
-    reply_err(resp, &err);
+    api_reply_err(resp, &err);
 }
 
 static void h_user_password(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
@@ -517,19 +505,16 @@ static void h_user_password(const oak_http_req_t *req, oak_http_resp_t *resp, vo
         oak_err_add_field(&err, "newPassword", "is required: 8-256 characters");
     else if (oldpw && strcmp(oldpw, newpw) == 0)
         oak_err_add_field(&err, "newPassword", "must differ from the old password");
-    if (err.details) {
-        err.code = OAK_E_UNPROCESSABLE;
-        snprintf(err.msg, sizeof(err.msg), "password change is invalid");
-        return reply_err(resp, &err);
-    }
+    if (api_fields_failed(resp, &err, "password change is invalid"))
+        return;
     if (!oak_password_verify(oldpw, oak_json_str(u, "password")))
         return api_fail(resp, OAK_E_INVALID, "the old password is wrong");
     _cleanup_free_ char *hash = NULL;
     if (oak_password_hash(newpw, &hash, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_object_set_new(u, "password", json_string(hash));
     if (oak_store_update(r->store, "users", u, oak_json_int(u, "_version", 0), &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, json_pack("{s:s}", "message", "Password changed"));
 }
 
@@ -563,7 +548,7 @@ static void h_users(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
     oak_err_t err = OAK_ERR_INIT;
     json_t *all = NULL;
     if (oak_store_find(r->store, "users", NULL, NULL, &all, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_t *out = json_array();
     size_t i;
     json_t *u;
@@ -583,7 +568,7 @@ static void h_users_of_org(const oak_http_req_t *req, oak_http_resp_t *resp, voi
     oak_err_t err = OAK_ERR_INIT;
     json_t *org = NULL;
     if (oak_store_get(r->store, "organizations", req->params[0], &org, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_t *out = users_with_roles(r, org, &err);
     json_decref(org);
     oak_http_resp_json(resp, 200, out);
@@ -625,7 +610,7 @@ static void h_orgs(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
     oak_err_t err = OAK_ERR_INIT;
     json_t *all = NULL;
     if (oak_store_find(r->store, "organizations", NULL, NULL, &all, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, all);
 }
 
@@ -645,11 +630,8 @@ static void h_org_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     json_t *members = json_object_get(b, "member");
     if (members)
         check_members(r, members, &err);
-    if (err.details) {
-        err.code = OAK_E_UNPROCESSABLE;
-        snprintf(err.msg, sizeof(err.msg), "organization is invalid");
-        return reply_err(resp, &err);
-    }
+    if (api_fields_failed(resp, &err, "organization is invalid"))
+        return;
     json_auto_t *exists = find_one(r, "organizations", "name", name);
     if (exists)
         return api_fail(resp, OAK_E_CONFLICT, "organization '%s' already exists", name);
@@ -658,7 +640,7 @@ static void h_org_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     json_auto_t *org = json_pack("{s:s, s:s}", "_id", id, "name", name);
     json_object_set_new(org, "member", members ? json_deep_copy(members) : json_array());
     if (oak_store_insert(r->store, "organizations", org, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 201, json_incref(org));
 }
 
@@ -671,7 +653,7 @@ static void h_org_put(const oak_http_req_t *req, oak_http_resp_t *resp, void *ct
     oak_err_t err = OAK_ERR_INIT;
     json_t *org = NULL;
     if (oak_store_get(r->store, "organizations", req->params[0], &org, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_auto_t *o = org;
     json_auto_t *b = api_body_object(req, resp, 256 * 1024);
     if (!b)
@@ -681,17 +663,14 @@ static void h_org_put(const oak_http_req_t *req, oak_http_resp_t *resp, void *ct
         oak_err_add_field(&err, "name", "must be 1-64 letters, digits, '_', '-' or '.'");
     if (members)
         check_members(r, members, &err);
-    if (err.details) {
-        err.code = OAK_E_UNPROCESSABLE;
-        snprintf(err.msg, sizeof(err.msg), "organization is invalid");
-        return reply_err(resp, &err);
-    }
+    if (api_fields_failed(resp, &err, "organization is invalid"))
+        return;
     if (name)
         json_object_set(o, "name", name);
     if (members)
         json_object_set(o, "member", members);
     if (oak_store_update(r->store, "organizations", o, oak_json_int(o, "_version", 0), &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, json_incref(o));
 }
 
@@ -704,12 +683,12 @@ static void h_org_delete(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     oak_err_t err = OAK_ERR_INIT;
     json_t *org = NULL;
     if (oak_store_get(r->store, "organizations", req->params[0], &org, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     json_auto_t *o = org;
     if (strcmp(oak_json_str(o, "name"), "root") == 0)
         return api_fail(resp, OAK_E_FORBIDDEN, "the root organization cannot be deleted");
     if (oak_store_delete(r->store, "organizations", req->params[0], 0, &err) < 0)
-        return reply_err(resp, &err);
+        return api_reply_err(resp, &err);
     oak_http_resp_json(resp, 200, json_pack("{s:s}", "message", "Organization deleted"));
 }
 
