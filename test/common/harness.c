@@ -67,14 +67,15 @@ char *th_read_file(const char *path, size_t *len)
     return buf;
 }
 
-int th_start_root(th_daemon_t *d, const char *state_dir, const char *const *env)
+static int start_daemon(th_daemon_t *d, const char *binary, const char *state_dir,
+                        const char *const *env)
 {
     memset(d, 0, sizeof(*d));
     snprintf(d->state_dir, sizeof(d->state_dir), "%s", state_dir);
     mkdir(state_dir, 0700);
     snprintf(d->log_path, sizeof(d->log_path), "%s/daemon.log", state_dir);
     char bin[512];
-    snprintf(bin, sizeof(bin), "%s/bin/system-manager", th_build_dir());
+    snprintf(bin, sizeof(bin), "%s/bin/%s", th_build_dir(), binary);
     off_t start = 0;
     struct stat st;
     if (stat(d->log_path, &st) == 0)
@@ -88,7 +89,8 @@ int th_start_root(th_daemon_t *d, const char *state_dir, const char *const *env)
         dup2(fd, 2);
         setenv("OAK_STATE_DIR", state_dir, 1);
         setenv("OAK_API_PORT", "0", 1);
-        setenv("OAK_GRPC_PORT", "0", 1);
+        if (strcmp(binary, "system-manager") == 0)
+            setenv("OAK_GRPC_PORT", "0", 1);
         setenv("OAK_BIND", "127.0.0.1", 1);
         for (const char *const *e = env; e && *e; e++)
             putenv((char *)*e);
@@ -99,9 +101,11 @@ int th_start_root(th_daemon_t *d, const char *state_dir, const char *const *env)
     d->pid = pid;
     for (int i = 0; i < 200; i++) {
         char *log = th_read_file(d->log_path, NULL);
-        char *line = log ? strstr(log + start, "system-manager listening") : NULL;
-        if (line && sscanf(line, "system-manager listening api_port=%d grpc_port=%d", &d->api_port,
-                           &d->grpc_port) == 2) {
+        char marker[64];
+        snprintf(marker, sizeof(marker), "%s listening api_port=", binary);
+        char *line = log ? strstr(log + start, marker) : NULL;
+        if (line && sscanf(line + strlen(marker), "%d grpc_port=%d", &d->api_port,
+                           &d->grpc_port) >= 1) {
             free(log);
             char pwpath[300];
             snprintf(pwpath, sizeof(pwpath), "%s/admin-password", state_dir);
@@ -116,7 +120,7 @@ int th_start_root(th_daemon_t *d, const char *state_dir, const char *const *env)
         free(log);
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
-            fprintf(stderr, "system-manager exited early (status %d); log %s\n", status,
+            fprintf(stderr, "%s exited early (status %d); log %s\n", binary, status,
                     d->log_path);
             d->pid = 0;
             return -1;
@@ -124,9 +128,19 @@ int th_start_root(th_daemon_t *d, const char *state_dir, const char *const *env)
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    fprintf(stderr, "system-manager did not start within 10 s; log %s\n", d->log_path);
+    fprintf(stderr, "%s did not start within 10 s; log %s\n", binary, d->log_path);
     th_stop(d, SIGKILL);
     return -1;
+}
+
+int th_start_root(th_daemon_t *d, const char *state_dir, const char *const *env)
+{
+    return start_daemon(d, "system-manager", state_dir, env);
+}
+
+int th_start_cluster(th_daemon_t *d, const char *state_dir, const char *const *env)
+{
+    return start_daemon(d, "cluster-manager", state_dir, env);
 }
 
 int th_stop(th_daemon_t *d, int sig)

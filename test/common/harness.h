@@ -32,6 +32,11 @@ void th_rmtree(const char *path);
  * goes to <state_dir>/daemon.log. Returns 0 or -1 (with a message on
  * stderr). */
 int th_start_root(th_daemon_t *d, const char *state_dir, const char *const *env);
+/* Starts build/bin/cluster-manager with OAK_STATE_DIR=state_dir, API port
+ * 0 and the extra environment entries (which must name the root, the join
+ * token, the broker and its admin password). Waits up to 10 s for its
+ * listening line; d->api_port is its worker-registration port. */
+int th_start_cluster(th_daemon_t *d, const char *state_dir, const char *const *env);
 /* Sends sig and waits for the process (SIGKILL after 10 s). Returns the
  * exit status as from waitpid, or -1. */
 int th_stop(th_daemon_t *d, int sig);
