@@ -9,5 +9,7 @@ export OAK_BUILD_DIR="$PWD/$B"
 export OAK_SHARED_DIR="${OAK_SHARED_DIR:-$(cd .. && pwd)/shared}"
 echo "== root scheduler (1,000 clusters)"
 "$B/test/bench/bench_sched" 1000 5000
+echo "== cluster scheduler (1,000 and 10,000 workers)"
+"$B/test/bench/bench_cluster_sched" 5000
 echo "== REST read latency (4 keep-alive clients, 5 s)"
 "$B/test/bench/bench_api" 4 5
