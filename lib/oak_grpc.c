@@ -874,6 +874,10 @@ oak_grpc_channel_t *oak_grpc_channel_new(const char *target)
         int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0),
         int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, OAK_GRPC_MAX_MESSAGE),
         int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, MAX_RECONNECT_BACKOFF_MS),
+        /* a peer that comes back is found within a second, not after
+         * gRPC's default initial backoff */
+        int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500),
+        int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 500),
     };
     grpc_channel_args cargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
