@@ -358,8 +358,9 @@ static unsigned char *await(th_mqtt_t *c, unsigned want, int id, size_t *len, in
     }
 }
 
-int th_mqtt_connect(int port, const char *client_id, const char *user, const char *password,
-                    th_mqtt_t **out)
+int th_mqtt_connect_will(int port, const char *client_id, const char *user, const char *password,
+                         int keepalive_s, const char *will_topic, const char *will_payload,
+                         th_mqtt_t **out)
 {
     th_mqtt_t *c = xcalloc(1, sizeof(*c));
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -375,9 +376,14 @@ int th_mqtt_connect(int port, const char *client_id, const char *user, const cha
     buf_t w = {0};
     putstr(&w, "MQTT");
     put8(&w, 4);
-    put8(&w, 0x02 | (user ? 0x80 : 0) | (password ? 0x40 : 0));
-    put16(&w, 60);
+    /* clean session; will at QoS 1 (flag bits 3-4 = 01) when given */
+    put8(&w, 0x02 | (user ? 0x80 : 0) | (password ? 0x40 : 0) | (will_topic ? 0x04 | 0x08 : 0));
+    put16(&w, (uint16_t)keepalive_s);
     putstr(&w, client_id);
+    if (will_topic) {
+        putstr(&w, will_topic);
+        putstr(&w, will_payload ? will_payload : "");
+    }
     if (user)
         putstr(&w, user);
     if (password)
@@ -395,6 +401,12 @@ int th_mqtt_connect(int port, const char *client_id, const char *user, const cha
     }
     *out = c;
     return 0;
+}
+
+int th_mqtt_connect(int port, const char *client_id, const char *user, const char *password,
+                    th_mqtt_t **out)
+{
+    return th_mqtt_connect_will(port, client_id, user, password, 60, NULL, NULL, out);
 }
 
 int th_mqtt_subscribe(th_mqtt_t *c, const char *topic)
@@ -496,4 +508,41 @@ void th_mqtt_close(th_mqtt_t *c)
     }
     free(c->msgs);
     free(c);
+}
+
+char *th_mqtt_take(th_mqtt_t *c, const char *prefix, char **topic_out, int ms)
+{
+    long long deadline = mono_ms() + ms;
+    for (;;) {
+        for (size_t i = 0; i < c->nmsgs; i++) {
+            if (strncmp(c->msgs[i].topic, prefix, strlen(prefix)) != 0)
+                continue;
+            char *payload = c->msgs[i].payload;
+            if (topic_out)
+                *topic_out = c->msgs[i].topic;
+            else
+                free(c->msgs[i].topic);
+            memmove(&c->msgs[i], &c->msgs[i + 1], (c->nmsgs - i - 1) * sizeof(th_msg_t));
+            c->nmsgs--;
+            return payload;
+        }
+        unsigned type;
+        unsigned char *b = NULL;
+        size_t len;
+        if (c->closed || recv_pkt(c, deadline, &type, &b, &len) < 0)
+            return NULL;
+        free(b);
+    }
+}
+
+void th_mqtt_abort(th_mqtt_t *c)
+{
+    if (!c)
+        return;
+    if (!c->closed && c->fd >= 0) {
+        close(c->fd); /* no DISCONNECT: the broker publishes the will */
+        c->fd = -1;
+    }
+    c->closed = true;
+    th_mqtt_close(c);
 }

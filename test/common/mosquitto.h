@@ -47,6 +47,18 @@ typedef struct th_mqtt th_mqtt_t;
  * error; *out is set only on 0. user/password may be NULL. */
 int th_mqtt_connect(int port, const char *client_id, const char *user, const char *password,
                     th_mqtt_t **out);
+/* As th_mqtt_connect with a keepalive and a last will (QoS 1, not
+ * retained) on will_topic (NULL: none). */
+int th_mqtt_connect_will(int port, const char *client_id, const char *user, const char *password,
+                         int keepalive_s, const char *will_topic, const char *will_payload,
+                         th_mqtt_t **out);
+/* Removes and returns (owned) the payload of the oldest received message
+ * whose topic starts with prefix, waiting up to ms; *topic_out (owned) gets
+ * its topic when non-NULL. NULL on timeout. */
+char *th_mqtt_take(th_mqtt_t *c, const char *prefix, char **topic_out, int ms);
+/* Closes the connection abruptly (no DISCONNECT, so the broker publishes
+ * the will) and frees. */
+void th_mqtt_abort(th_mqtt_t *c);
 /* Subscribes at QoS 1 and returns the SUBACK code (0-2 granted, 0x80
  * refused), or -1 on a transport error. */
 int th_mqtt_subscribe(th_mqtt_t *c, const char *topic);
