@@ -398,6 +398,8 @@ int broker_write_config(const char *dir, const char *bind_addr, int port, const 
         "allow_anonymous false\n"
         "listener %d%s%s\n"
         "set_tcp_nodelay true\n"
+        /* the manager's session may fall behind during bursts: queue, don't drop */
+        "max_queued_messages 100000\n"
         "persistence true\n"
         "persistence_location %s/\n"
         "%s"

@@ -104,8 +104,8 @@ static int start_daemon(th_daemon_t *d, const char *binary, const char *state_di
         char marker[64];
         snprintf(marker, sizeof(marker), "%s listening api_port=", binary);
         char *line = log ? strstr(log + start, marker) : NULL;
-        if (line && sscanf(line + strlen(marker), "%d grpc_port=%d", &d->api_port,
-                           &d->grpc_port) >= 1) {
+        if (line &&
+            sscanf(line + strlen(marker), "%d grpc_port=%d", &d->api_port, &d->grpc_port) >= 1) {
             free(log);
             char pwpath[300];
             snprintf(pwpath, sizeof(pwpath), "%s/admin-password", state_dir);
@@ -120,8 +120,7 @@ static int start_daemon(th_daemon_t *d, const char *binary, const char *state_di
         free(log);
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
-            fprintf(stderr, "%s exited early (status %d); log %s\n", binary, status,
-                    d->log_path);
+            fprintf(stderr, "%s exited early (status %d); log %s\n", binary, status, d->log_path);
             d->pid = 0;
             return -1;
         }

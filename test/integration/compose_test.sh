@@ -3,6 +3,9 @@
 # config` (no Docker engine is needed for that).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# placeholder values for the variables the compose files require
+export SYSTEM_MANAGER_URL=root.example CLUSTER_NAME=edge1 OAK_JOIN_TOKEN=token \
+  OAK_MQTT_ADMIN_PASSWORD=secret
 n=0
 for f in $(find deploy -name 'docker-compose*.yml' | sort); do
   docker-compose -f "$f" config >/dev/null
