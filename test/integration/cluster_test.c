@@ -526,6 +526,40 @@ static void test_root_restart(void **state)
     free(sid);
 }
 
+static bool handed_back(fx_t *f, const char *sid)
+{
+    json_t *in = instance(f, sid, 0);
+    const char *st = in ? oak_json_str(in, "status") : NULL;
+    bool ok = st && (!strcmp(st, "NO_CLUSTER_CAPACITY") || !strcmp(st, "REQUESTED"));
+    json_decref(in);
+    return ok;
+}
+
+static char *g_sid;
+static bool handed_back_pred(fx_t *f)
+{
+    return handed_back(f, g_sid);
+}
+
+static void test_handback(void **state)
+{
+    fx_t *f = *state;
+    tw_t *a = add_worker(f, "worker-a", 4, 4096);
+    char *sid = create_service(f, 1, 256);
+    request_instance(f, sid);
+    assert_ptr_equal(until_running(f, sid, 0, 10000), a);
+    /* the only worker dies: no worker can take the instance, so after
+     * OAK_HANDBACK_S (2 s) the cluster hands it back to the root */
+    th_mqtt_abort(a->c);
+    a->c = NULL;
+    g_sid = sid;
+    assert_true(wait_for(handed_back_pred, f, 10000));
+    /* capacity appears: the root places it again and it runs */
+    tw_t *b = add_worker(f, "worker-b", 4, 4096);
+    assert_ptr_equal(until_running(f, sid, 0, 15000), b);
+    free(sid);
+}
+
 int main(void)
 {
     srand((unsigned)time(NULL));
@@ -534,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_place_undeploy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_manager_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_restart, setup, teardown),
     };
