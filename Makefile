@@ -22,7 +22,7 @@ SANFLAGS :=
 endif
 
 CC ?= gcc
-PKGS := libmicrohttpd jansson libmongoc-1.0 sqlite3 libcurl openssl grpc libprotobuf-c
+PKGS := libmicrohttpd jansson libmongoc-1.0 sqlite3 libcurl openssl grpc libprotobuf-c libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS ?= -O2 -g

@@ -13,3 +13,5 @@ echo "== cluster scheduler (1,000 and 10,000 workers)"
 "$B/test/bench/bench_cluster_sched" 5000
 echo "== REST read latency (4 keep-alive clients, 5 s)"
 "$B/test/bench/bench_api" 4 5
+echo "== cluster-manager under 1,000 and 10,000 simulated workers (2 s reports, 20 s)"
+"$B/test/bench/bench_cluster_load" 1000 10000
