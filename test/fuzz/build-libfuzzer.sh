@@ -15,7 +15,7 @@ PKG_LIBS=$(pkg-config --libs libmicrohttpd jansson libmongoc-1.0 sqlite3 libcurl
 for src in test/fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)
   clang -fsanitize=fuzzer,address,undefined -g -O1 -D_GNU_SOURCE -I. -I$O/gen $PKG_CFLAGS \
-    -o "$O/$name" "$src" -Wl,--start-group $O/lib*.a -Wl,--end-group $PKG_LIBS -lpthread -lm
+    -o "$O/$name" "$src" -Wl,--start-group $O/lib*.a -Wl,--end-group $PKG_LIBS -lpaho-mqtt3as -lpthread -lm
   echo "built $O/$name"
 done
 if [ $# -ge 1 ]; then
