@@ -11,7 +11,7 @@ PKGS=(
   libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev libarchive-dev
   libsqlite3-dev libssl-dev libcmocka-dev
   mosquitto mosquitto-clients runc skopeo umoci docker-registry busybox-static
-  iptables iproute2 curl jq valgrind docker-compose
+  iptables iproute2 curl jq valgrind docker-compose openssl python3
 )
 
 missing=()
