@@ -55,9 +55,7 @@ $$($(1)_LIB): $$($(1)_OBJ)
 	rm -f $$@ && ar rcs $$@ $$^
 ifneq ($$(wildcard $(1)/main.c),)
 BINS += $(O)/bin/$$(BIN_$(1))
-$(O)/bin/$$(BIN_$(1)): $(O)/obj/$(1)/main.o $$($(1)_LIB) $(LIBOAK)
-	@mkdir -p $$(@D)
-	$$(CC) $$(OAK_LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+BIN_DIRS += $(1)
 endif
 DAEMON_LIBS += $$($(1)_LIB)
 endef
@@ -78,6 +76,15 @@ TESTCOMMON_OBJ := $(patsubst %.c,$(O)/obj/%.o,$(TESTCOMMON_SRC))
 TESTCOMMON := $(O)/libtestcommon.a
 ALL_LIBS := $(DAEMON_LIBS) $(LIBOAK)
 LINK_GROUP = -Wl,--start-group $(ALL_LIBS) -Wl,--end-group
+
+# Every binary links all archives as a group: the linker takes only the
+# objects a binary needs (node-engine uses the cluster's worker_proto.o).
+define bin_rule
+$(O)/bin/$(BIN_$(1)): $(O)/obj/$(1)/main.o $(ALL_LIBS)
+	@mkdir -p $$(@D)
+	$$(CC) $$(OAK_LDFLAGS) -o $$@ $$< $$(LINK_GROUP) $$(LDLIBS)
+endef
+$(foreach d,$(BIN_DIRS),$(eval $(call bin_rule,$(d))))
 
 .PHONY: all deps test test-build run bench fuzz format format-check clean
 .DEFAULT_GOAL := all

@@ -315,6 +315,7 @@ static void restart(cm_t *cm, json_t *d, bool exclude_worker)
                  oak_json_str(d, "status_detail") ? oak_json_str(d, "status_detail") : "",
                  cm->max_restarts);
         json_object_set_new(d, "status_detail", json_string(buf));
+        json_object_set_new(d, "gave_up", json_true());
         if (save(cm, d, &err) < 0)
             oak_err_clear(&err);
         report(cm, d);
@@ -355,8 +356,10 @@ void cinst_on_worker_status(cm_t *cm, const char *worker_id, const char *service
     set_status(d, status, detail);
     if (!strcmp(status, "COMPLETED") || !strcmp(status, "UNDEPLOYED"))
         release(cm, d);
-    if (!strcmp(status, "RUNNING"))
+    if (!strcmp(status, "RUNNING")) {
         json_object_set_new(d, "restarts", json_integer(0));
+        json_object_del(d, "gave_up");
+    }
     if (save(cm, d, &err) < 0) {
         log_warn("saving %s: %s", oak_json_str(d, "_id"), err.msg);
         oak_err_clear(&err);
@@ -366,14 +369,47 @@ void cinst_on_worker_status(cm_t *cm, const char *worker_id, const char *service
         restart(cm, d, !strcmp(status, "FAILED"));
 }
 
+/* Puts waiting instance d back on worker_id, which reports it RUNNING. */
+static void adopt(cm_t *cm, json_t *d, const char *worker_id)
+{
+    worker_t *w = workers_get(cm->workers, worker_id);
+    wsched_req_t req;
+    oak_err_t err = OAK_ERR_INIT;
+    if (!w)
+        return;
+    wsched_req_from_service(json_object_get(d, "service"), &req);
+    worker_reserve(w, req.cpu_millis, req.mem_mb, req.gpu, +1);
+    json_object_set_new(d, "reserved",
+                        json_pack("{s:I, s:I, s:i}", "cpu", (json_int_t)req.cpu_millis, "mem",
+                                  (json_int_t)req.mem_mb, "gpu", req.gpu));
+    json_object_set_new(d, "worker_id", json_string(w->id));
+    json_object_set_new(d, "host_ip", json_string(w->ip ? w->ip : ""));
+    json_object_del(d, "waiting_since");
+    json_object_del(d, "waiting_status");
+    set_status(d, "RUNNING", "adopted after the worker reconnected");
+    if (save(cm, d, &err) < 0) {
+        log_warn("saving %s: %s", oak_json_str(d, "_id"), err.msg);
+        oak_err_clear(&err);
+    }
+    cm->capacity_dirty = true;
+    log_info("instance %s adopted on worker %s", oak_json_str(d, "_id"), w->id);
+    report(cm, d);
+}
+
 void cinst_on_worker_state(cm_t *cm, const char *worker_id, const wp_inst_t *v, size_t n)
 {
     /* instances the worker runs that are not (or no longer) placed on it */
     for (size_t i = 0; i < n; i++) {
         json_auto_t *d = load(cm, v[i].service_id, v[i].instance_number);
         const char *w = d ? oak_json_str(d, "worker_id") : NULL;
-        if (!d || (uint64_t)oak_json_int(d, "generation", 0) != v[i].generation || !w ||
-            strcmp(w, worker_id) != 0) {
+        bool same_gen = d && (uint64_t)oak_json_int(d, "generation", 0) == v[i].generation;
+        if (same_gen && !w && v[i].status == WP_ST_RUNNING) {
+            /* still waiting for a worker (its worker was lost) and the worker is back
+             * with the instance running: adopt it there instead of redeploying */
+            adopt(cm, d, worker_id);
+            continue;
+        }
+        if (!d || !same_gen || !w || strcmp(w, worker_id) != 0) {
             publish_delete(cm, worker_id, v[i].service_id, v[i].instance_number, v[i].generation,
                            oak_json_str(json_object_get(d, "service"), "job_name"));
         } else if (strcmp(wp_status_name(v[i].status), oak_json_str(d, "status")) != 0) {
@@ -423,7 +459,7 @@ void cinst_on_worker_lost(cm_t *cm, const char *worker_id, const char *why)
     json_array_foreach(mine, i, d)
     {
         const char *st = oak_json_str(d, "status");
-        if (st && !strcmp(st, "COMPLETED"))
+        if ((st && !strcmp(st, "COMPLETED")) || oak_json_bool(d, "gave_up", false))
             continue;
         char buf[200];
         snprintf(buf, sizeof(buf), "worker %s lost: %s", worker_id, why);
