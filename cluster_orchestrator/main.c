@@ -19,6 +19,7 @@
 #include "cluster_orchestrator/root_link.h"
 #include "cluster_orchestrator/wlink.h"
 #include "cluster_orchestrator/workers.h"
+#include "lib/oak_fs.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_cleanup.h"
 #include "lib/oak_config.h"
@@ -105,22 +106,6 @@ static void on_state(bool connected, const char *detail, void *ctx)
 static void on_resync(void *ctx)
 {
     cinst_report_all(ctx);
-}
-
-static int mkdir_p(const char *dir, oak_err_t *err)
-{
-    _cleanup_free_ char *p = xstrdup(dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            return oak_err_errno(err, errno, "cannot create %s", p);
-        *s = '/';
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        return oak_err_errno(err, errno, "cannot create %s", p);
-    return 0;
 }
 
 /* Reads <state_dir>/<name> or creates it with a random secret (0600). */
@@ -234,7 +219,7 @@ int main(int argc, char **argv)
     cm.loop = oak_loop_new();
     static const int sigs[] = {SIGINT, SIGTERM};
     if (oak_loop_signals(cm.loop, sigs, 2, on_signal, &cm, &err) < 0 ||
-        mkdir_p(cm.state_dir, &err) < 0)
+        oak_mkdir_p(cm.state_dir, 0700, &err) < 0)
         goto out;
     default_store = xasprintf("sqlite:%s/cluster.db", cm.state_dir);
     const char *store = oak_config_str(opts, "store");

@@ -30,6 +30,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "lib/oak_fs.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_cleanup.h"
 #include "lib/oak_hash.h"
@@ -101,22 +102,6 @@ static char *tmp_path(const image_store_t *s, const char *kind)
 {
     unsigned long n = atomic_fetch_add(&tmp_seq, 1) + 1;
     return xasprintf("%s/tmp/%d.%lu.%s", s->dir, (int)getpid(), n, kind);
-}
-
-static int mkdir_p(const char *path, mode_t mode, oak_err_t *err)
-{
-    _cleanup_free_ char *p = xstrdup(path);
-    for (char *c = p + 1; *c; c++) {
-        if (*c != '/')
-            continue;
-        *c = 0;
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-            return oak_err_errno(err, errno, "create %s", p);
-        *c = '/';
-    }
-    if (mkdir(p, mode) < 0 && errno != EEXIST)
-        return oak_err_errno(err, errno, "create %s", p);
-    return 0;
 }
 
 static int write_full(int fd, const char *buf, size_t len)
@@ -273,7 +258,7 @@ static void clean_tmp(const image_store_t *s)
 int image_store_open(const char *dir, image_store_t **out, oak_err_t *err)
 {
     *out = NULL;
-    if (mkdir_p(dir, 0700, err) < 0)
+    if (oak_mkdir_p(dir, 0700, err) < 0)
         return -1;
     char real[PATH_MAX];
     if (!realpath(dir, real))

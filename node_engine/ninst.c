@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/oak_fs.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_cleanup.h"
 #include "lib/oak_json.h"
@@ -1082,22 +1083,6 @@ void ninst_drain(ninst_t *ni, oak_loop_cb done, void *data)
 
 /* ---- lifecycle ---- */
 
-static int mkdir_p(const char *dir, mode_t mode, oak_err_t *err)
-{
-    _cleanup_free_ char *p = xstrdup(dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-            return oak_err_errno(err, errno, "cannot create %s", p);
-        *s = '/';
-    }
-    if (mkdir(p, mode) < 0 && errno != EEXIST)
-        return oak_err_errno(err, errno, "cannot create %s", p);
-    return 0;
-}
-
 static char **split_list(const char *s)
 {
     size_t cap = 4, n = 0;
@@ -1131,7 +1116,7 @@ int ninst_new(oak_loop_t *loop, const ninst_opts_t *o, ninst_report_fn report, v
     ni->stop_grace_ms = o->stop_timeout_s > 0 ? o->stop_timeout_s * 1000 : STOP_GRACE_MS;
     ni->insecure = split_list(o->insecure_registries);
     ni->oci_root = o->oci_root && *o->oci_root ? xstrdup(o->oci_root) : NULL;
-    if (mkdir_p(ni->inst_dir, 0700, err) < 0 ||
+    if (oak_mkdir_p(ni->inst_dir, 0700, err) < 0 ||
         image_store_open(o->image_dir, &ni->images, err) < 0)
         goto fail;
     runtime_opts_t ro = {.state_dir = o->state_dir,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lib/oak_fs.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_cleanup.h"
 #include "lib/oak_config.h"
@@ -76,22 +77,6 @@ static void tick(oak_loop_t *loop, void *data)
     oak_loop_add_timer(loop, TICK_MS, tick, r);
 }
 
-static int mkdir_p(const char *dir, oak_err_t *err)
-{
-    _cleanup_free_ char *p = xstrdup(dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            return oak_err_errno(err, errno, "cannot create %s", p);
-        *s = '/';
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        return oak_err_errno(err, errno, "cannot create %s", p);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     oak_err_t err = OAK_ERR_INIT;
@@ -133,7 +118,7 @@ int main(int argc, char **argv)
     static const int sigs[] = {SIGINT, SIGTERM};
     if (oak_loop_signals(r.loop, sigs, 2, on_signal, &r, &err) < 0)
         goto out;
-    if (mkdir_p(r.state_dir, &err) < 0)
+    if (oak_mkdir_p(r.state_dir, 0700, &err) < 0)
         goto out;
     default_store = xasprintf("sqlite:%s/root.db", r.state_dir);
     const char *store = oak_config_str(opts, "store");
