@@ -15,3 +15,5 @@ echo "== REST read latency (4 keep-alive clients, 5 s)"
 "$B/test/bench/bench_api" 4 5
 echo "== cluster-manager under 1,000 and 10,000 simulated workers (2 s reports, 20 s)"
 "$B/test/bench/bench_cluster_load" 1000 10000
+echo "== node-engine idle (0 and 50 instances, 20 s), deploy latency (20), image pull"
+"$B/test/bench/bench_node"
