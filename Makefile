@@ -28,7 +28,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS ?= -O2 -g
 OAK_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wno-format-truncation -Wno-missing-field-initializers \
 	-D_GNU_SOURCE -I. -I$(O)/gen $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP $(CFLAGS)
-OAK_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+OAK_LDFLAGS = -Wl,--as-needed $(LDFLAGS) $(SANFLAGS)
 LDLIBS += $(PKG_LIBS) -lpaho-mqtt3as -lpthread -lm
 
 DAEMONS := root_orchestrator cluster_orchestrator node_engine net_manager cli
