@@ -161,25 +161,11 @@ static void run_stop(run_t *r)
     r->dir = NULL;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 /* A mosquitto without authentication on a free port (r->mq.pid, port). */
 static int start_open_broker(run_t *r)
 {
     struct passwd *pw = getpwuid(getuid());
-    r->mq.port = free_port();
+    r->mq.port = th_free_port();
     snprintf(r->mq.log_path, sizeof(r->mq.log_path), "%s/mosquitto.log", r->dir);
     _cleanup_free_ char *conf = xasprintf("%s/mosquitto.conf", r->dir);
     _cleanup_fclose_ FILE *f = fopen(conf, "w");

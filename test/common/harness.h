@@ -49,6 +49,10 @@ long th_http(int port, const char *method, const char *path, const char *token, 
 /* As th_http with a raw body (not necessarily JSON). */
 long th_http_raw(int port, const char *method, const char *path, const char *token,
                  const char *body, size_t len, json_t **out);
+/* A TCP port of 127.0.0.1 free at the time of the call, or -1. */
+int th_free_port(void);
+/* True when something accepts TCP connections on 127.0.0.1:port. */
+bool th_port_accepts(int port);
 /* Logs in and returns the access token (owned) or NULL. */
 char *th_login(int port, const char *user, const char *password);
 /* Reads a whole file (owned, NUL-terminated) or NULL. */

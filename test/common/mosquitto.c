@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cluster_orchestrator/broker.h"
+#include "test/common/harness.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_err.h"
 
@@ -44,32 +45,6 @@ bool th_mosquitto_available(void)
         return false;
     }
     return true;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static bool accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
 }
 
 static void dump_log(const th_mosquitto_t *m)
@@ -123,7 +98,7 @@ static int launch(th_mosquitto_t *m)
             m->pid = 0;
             return 1;
         }
-        if (accepts(m->port))
+        if (th_port_accepts(m->port))
             return 0;
         sleep_ms(10);
     }
@@ -143,7 +118,7 @@ int th_mosquitto_start(th_mosquitto_t *m, const char *dir, const char *admin_use
     mkdir(dir, 0700);
     snprintf(m->log_path, sizeof(m->log_path), "%s/mosquitto.log", dir);
     for (int attempt = 0; attempt < 5; attempt++) {
-        m->port = free_port();
+        m->port = th_free_port();
         if (m->port < 0)
             return -1;
         int rc = launch(m);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test/common/harness.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_cleanup.h"
 
@@ -49,32 +50,6 @@ bool th_registry_available(void)
         return false;
     }
     return true;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static bool accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
 }
 
 static void dump_log(const char *path)
@@ -155,7 +130,7 @@ static int launch(th_registry_t *r, th_registry_auth_t auth, const char *realm, 
             r->pid = 0;
             return 1;
         }
-        if (accepts(r->port))
+        if (th_port_accepts(r->port))
             return 0;
         sleep_ms(10);
     }
@@ -173,7 +148,7 @@ int th_registry_start(th_registry_t *r, const char *dir, th_registry_auth_t auth
     mkdir(dir, 0700);
     snprintf(r->log_path, sizeof(r->log_path), "%s/registry.log", dir);
     for (int attempt = 0; attempt < 5; attempt++) {
-        r->port = free_port();
+        r->port = th_free_port();
         if (r->port < 0)
             return -1;
         int rc = launch(r, auth, token_realm, token_cert);

@@ -52,20 +52,6 @@ static const char *mosquitto_bin(void)
     return b && *b ? b : "/usr/sbin/mosquitto";
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static bool port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -97,7 +83,7 @@ static int write_file(const char *path, const char *text)
 static int broker_run(broker_t *b)
 {
     if (!b->port)
-        b->port = free_port();
+        b->port = th_free_port();
     snprintf(b->uri, sizeof(b->uri), "tcp://127.0.0.1:%d", b->port);
     char *conf = xasprintf("%s/mosquitto.conf", b->dir);
     char *passwd = xasprintf("%s/passwd", b->dir);
@@ -569,7 +555,7 @@ static void test_reconnect_buffers(void **state)
 static void test_buffer_limit_and_free_while_down(void **state)
 {
     /* nobody listens on this port */
-    broker_t none = {.port = free_port()};
+    broker_t none = {.port = th_free_port()};
     snprintf(none.uri, sizeof(none.uri), "tcp://127.0.0.1:%d", none.port);
     oak_loop_t *loop = oak_loop_new();
     peer_t p = {0};
