@@ -63,6 +63,8 @@ struct oak_http_server {
     int port;
     char *unix_path;
     char mhd_msg[256]; /* last message MHD logged, for start errors */
+    struct oak_http_pending *pending; /* suspended connections, for stop */
+    bool resume_due;                  /* a resumed connection waits for MHD_run */
 };
 
 typedef struct {
@@ -73,7 +75,26 @@ typedef struct {
     size_t drained;
     char *body;
     size_t len, cap;
+    bool deferred;             /* the handler called oak_http_defer */
+    bool answered;             /* dresp holds the deferred answer */
+    oak_http_resp_t dresp;
+    struct oak_http_pending *p; /* while suspended */
 } req_state_t;
+
+/* A suspended request. Owned by whoever completes it; the server keeps it
+ * on its list until then, and detaches it (orphan) when it stops first. */
+struct oak_http_pending {
+    oak_http_server_t *s; /* NULL: orphan (the server stopped) */
+    struct MHD_Connection *conn;
+    req_state_t *st;
+    struct oak_http_pending *prev, *next;
+};
+
+typedef struct {
+    oak_http_server_t *s;
+    req_state_t *st;
+    struct MHD_Connection *conn;
+} defer_ctx_t;
 
 /* A request path split into percent-decoded segments; a segment with a bad
  * escape, a NUL or an encoded '/' is marked invalid and matches nothing. */
@@ -420,8 +441,15 @@ static enum MHD_Result dispatch(oak_http_server_t *s, struct MHD_Connection *con
     for (int i = 0; i < best->nseg; i++)
         if (!best->segs[i])
             req.params[req.nparams++] = p.seg[i];
+    defer_ctx_t dc = {.s = s, .st = st, .conn = conn};
+    req.priv = &dc;
     oak_http_resp_t resp = {.status = 200};
     best_r->handler(&req, &resp, s->ctx);
+    if (st->deferred) {
+        resp_release(&resp);
+        MHD_suspend_connection(conn);
+        return MHD_YES;
+    }
     return send_resp(conn, st, method, url, &resp, NULL);
 }
 
@@ -441,6 +469,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_state_t *st = *con_cls;
     if (!st)
         return;
+    if (st->p) /* cannot happen while suspended; be safe */
+        st->p->st = NULL;
+    resp_release(&st->dresp);
     free(st->raw_uri);
     free(st->body);
     free(st);
@@ -504,6 +535,13 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (st->too_large)
         return send_error(conn, st, method, url, OAK_E_TOO_LARGE, NULL,
                           "request body exceeds %zu bytes", s->max_body);
+    if (st->deferred) {
+        /* resumed: the answer is there (or the server is stopping) */
+        if (!st->answered)
+            return MHD_NO;
+        st->answered = false;
+        return send_resp(conn, st, method, url, &st->dresp, NULL);
+    }
     return dispatch(s, conn, st, url, method);
 }
 
@@ -532,10 +570,22 @@ static void arm(oak_http_server_t *s)
         s->timer = oak_loop_add_timer(s->loop, (uint64_t)to, on_timer, s);
 }
 
+
+/* A zero timer, so MHD runs again soon (after a resume). */
+static void kick(oak_http_server_t *s)
+{
+    if (s->timer)
+        oak_loop_cancel_timer(s->loop, s->timer);
+    s->timer = oak_loop_add_timer(s->loop, 0, on_timer, s);
+}
+
 static void run_mhd(oak_http_server_t *s)
 {
+    s->resume_due = false;
     MHD_run(s->mhd);
     arm(s);
+    if (s->resume_due) /* a handler completed a deferred request */
+        kick(s);
 }
 
 static void on_timer(oak_loop_t *loop, void *data)
@@ -543,6 +593,64 @@ static void on_timer(oak_loop_t *loop, void *data)
     oak_http_server_t *s = data;
     s->timer = 0;
     run_mhd(s);
+}
+
+/* ---- deferred responses -------------------------------------------- */
+
+oak_http_pending_t *oak_http_defer(const oak_http_req_t *req)
+{
+    defer_ctx_t *dc = req->priv;
+    if (!dc || dc->st->deferred)
+        return NULL;
+    oak_http_pending_t *p = xcalloc(1, sizeof(*p));
+    p->s = dc->s;
+    p->conn = dc->conn;
+    p->st = dc->st;
+    dc->st->deferred = true;
+    dc->st->p = p;
+    p->next = dc->s->pending;
+    if (p->next)
+        p->next->prev = p;
+    dc->s->pending = p;
+    return p;
+}
+
+static void pending_unlink(oak_http_pending_t *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->s->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+void oak_http_complete(oak_http_pending_t *p, oak_http_resp_t *resp)
+{
+    if (!p)
+        return;
+    oak_http_server_t *s = p->s;
+    if (!s || !p->st) { /* the server stopped meanwhile */
+        resp_release(resp);
+        free(p);
+        return;
+    }
+    pending_unlink(p);
+    req_state_t *st = p->st;
+    resp_release(&st->dresp);
+    st->dresp = *resp;
+    if (!st->dresp.status)
+        st->dresp.status = 200;
+    *resp = (oak_http_resp_t){0};
+    st->answered = true;
+    st->p = NULL;
+    MHD_resume_connection(p->conn);
+    free(p);
+    /* MHD picks the connection up on its next run: from a timer, never
+     * from inside MHD_run (we may be in a handler right now) */
+    s->resume_due = true;
+    kick(s);
 }
 
 static void on_epoll(oak_loop_t *loop, int fd, uint32_t events, void *data)
@@ -690,7 +798,7 @@ int oak_http_server_start(oak_loop_t *loop, const char *bind_addr, int port,
     fstat(fd, &fd_st);
 
     s->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, access_cb, s, MHD_OPTION_LISTEN_SOCKET,
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, access_cb, s, MHD_OPTION_LISTEN_SOCKET,
         fd, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
         MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_END);
@@ -735,6 +843,17 @@ void oak_http_server_stop(oak_http_server_t *s)
     if (s->timer)
         oak_loop_cancel_timer(s->loop, s->timer);
     oak_loop_del_fd(s->loop, s->epfd);
+    /* MHD refuses to stop with suspended connections: resume them without
+     * an answer (they are closed) and orphan their handles */
+    while (s->pending) {
+        oak_http_pending_t *p = s->pending;
+        pending_unlink(p);
+        if (p->st)
+            p->st->p = NULL;
+        MHD_resume_connection(p->conn);
+        p->s = NULL;
+        p->st = NULL;
+    }
     MHD_stop_daemon(s->mhd);
     if (s->unix_path)
         unlink(s->unix_path);

@@ -27,6 +27,7 @@ typedef struct {
     size_t body_len;
     void *conn;          /* opaque, for oak_http_req_header / oak_http_req_query */
     const char *peer_ip; /* textual peer address ("127.0.0.1", "::1", "unix") */
+    void *priv;          /* the server's, for oak_http_defer */
 } oak_http_req_t;
 
 /* What a handler fills in. The server frees everything it owns after
@@ -75,6 +76,24 @@ int oak_http_server_port(const oak_http_server_t *s);
 void oak_http_server_stop(oak_http_server_t *s);
 /* The server's copy of the route table; returns its length. */
 size_t oak_http_server_routes(const oak_http_server_t *s, const oak_http_route_t **out);
+
+/* A response that is not ready when the handler returns (it waits for
+ * another tier, say). */
+typedef struct oak_http_pending oak_http_pending_t;
+
+/* Inside a handler: the response will come later. The handler returns
+ * without filling resp (whatever it put there is dropped); the connection
+ * is suspended until oak_http_complete(). Every pending response must be
+ * completed exactly once, on the loop thread, by its owner (keep a timeout).
+ * Stopping the server first is allowed: the client then sees the connection
+ * close, and the later oak_http_complete() only frees the handle. The
+ * request (req and what it points to) is not valid after the handler
+ * returns: copy what the completion needs. Call at most once per request. */
+oak_http_pending_t *oak_http_defer(const oak_http_req_t *req);
+/* Sends resp (its contents are taken over, *resp is zeroed) as the answer of
+ * a deferred request and frees p. Loop thread; may be called from inside a
+ * handler of another request. */
+void oak_http_complete(oak_http_pending_t *p, oak_http_resp_t *resp);
 
 /* Value of a request header (case-insensitive name), or NULL. Borrowed. */
 const char *oak_http_req_header(const oak_http_req_t *req, const char *name);

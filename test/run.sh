@@ -43,6 +43,10 @@ done
 for t in test/integration/*_test.sh; do
   [ -x "$t" ] && run_one "integration/$(basename "$t")" "$t"
 done
+# End-to-end scenarios on the network-namespace testbed (test/e2e/lib/).
+for t in test/e2e/*_test.sh; do
+  [ -x "$t" ] && run_one "e2e/$(basename "$t")" "$t"
+done
 for f in "$B"/test/fuzz/fuzz_*; do
   [ -x "$f" ] || continue
   n=$(basename "$f")

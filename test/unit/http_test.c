@@ -135,7 +135,49 @@ static void h_count(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
     oak_http_resp_json(resp, 200, json_pack("{s:i}", "calls", *calls));
 }
 
+/* Deferred answers: /deferred/<ms> answers after ms from a loop timer,
+ * /deferred/0 from inside the handler, /deferred/never keeps the handle in
+ * g_never (completed by the test after the server stopped). */
+static oak_loop_t *g_loop;
+static oak_http_pending_t *g_never;
+
+typedef struct {
+    oak_http_pending_t *p;
+    long ms;
+} late_t;
+
+static void late_answer(oak_loop_t *loop, void *data)
+{
+    late_t *l = data;
+    oak_http_resp_t r = {0};
+    oak_http_resp_json(&r, 202, json_pack("{s:I}", "late", (json_int_t)l->ms));
+    oak_http_complete(l->p, &r);
+    free(l);
+}
+
+static void h_deferred(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
+{
+    oak_http_resp_json(resp, 500, json_object()); /* dropped by the defer */
+    oak_http_pending_t *p = oak_http_defer(req);
+    if (!p || oak_http_defer(req) != NULL) { /* a second defer is refused */
+        oak_http_resp_errorf(resp, OAK_E_INTERNAL, "defer");
+        return;
+    }
+    if (strcmp(req->params[0], "never") == 0) {
+        g_never = p;
+        return;
+    }
+    late_t *l = xcalloc(1, sizeof(*l));
+    l->p = p;
+    l->ms = strtol(req->params[0], NULL, 10);
+    if (l->ms == 0)
+        late_answer(g_loop, l);
+    else
+        oak_loop_add_timer(g_loop, (uint64_t)l->ms, late_answer, l);
+}
+
 static const oak_http_route_t ROUTES[] = {
+    {"GET", "/deferred/<ms>", h_deferred},
     {"GET", "/api/service/<id>/instance/<n>", h_instance},
     {"GET", "/api/items/", h_items},
     {"GET", "/api/items/<id>", h_item},
@@ -179,6 +221,7 @@ static int fx_setup_at(void **state, const char *addr)
     fx_t *f = xcalloc(1, sizeof(*f));
     oak_err_t err = OAK_ERR_INIT;
     f->loop = oak_loop_new();
+    g_loop = f->loop;
     if (oak_http_server_start(f->loop, addr, 0, ROUTES, NROUTES, &f->calls, MAX_BODY, &f->srv,
                               &err) < 0) {
         fprintf(stderr, "server start: %s\n", err.msg);
@@ -753,6 +796,89 @@ static void test_stop_with_open_connections(void **state)
     assert_int_equal(fx_setup(state), 0);
 }
 
+typedef struct {
+    const fx_t *f;
+    int ms;
+    long status;
+    long late;
+} dcall_t;
+
+static void *deferred_client(void *arg)
+{
+    dcall_t *d = arg;
+    char path[96];
+    snprintf(path, sizeof(path), "%s/deferred/%d", d->f->base, d->ms);
+    json_t *j = NULL;
+    oak_err_t err = OAK_ERR_INIT;
+    if (oak_httpc_json("GET", path, NULL, NULL, 10000, &d->status, &j, &err) == 0)
+        d->late = (long)oak_json_int(j, "late", -1);
+    json_decref(j);
+    return NULL;
+}
+
+static void test_deferred(void **state)
+{
+    fx_t *f = *state;
+    /* answered from inside the handler, then later from a timer */
+    long st = 0;
+    json_auto_t *j0 = call(f, "GET", "/deferred/0", NULL, &st);
+    assert_int_equal(st, 202);
+    assert_int_equal(oak_json_int(j0, "late", -1), 0);
+    /* several at once, answered out of order; other requests are served
+     * meanwhile (the loop is not blocked) */
+    pthread_t th[4];
+    dcall_t d[4];
+    int ms[4] = {400, 100, 300, 200};
+    for (int i = 0; i < 4; i++) {
+        d[i] = (dcall_t){.f = f, .ms = ms[i]};
+        pthread_create(&th[i], NULL, deferred_client, &d[i]);
+    }
+    usleep(20 * 1000);
+    uint64_t t0 = oak_now_us();
+    json_auto_t *items = call(f, "GET", "/api/items/", NULL, &st);
+    assert_int_equal(st, 200);
+    assert_true(oak_now_us() - t0 < 90 * 1000); /* not queued behind the deferred ones */
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(d[i].status, 202);
+        assert_int_equal(d[i].late, ms[i]);
+    }
+    /* keep-alive: a deferred answer, then a plain one on the same connection */
+    _cleanup_close_ int fd = raw_connect(f->port);
+    const char two[] = "GET /deferred/50 HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, two, sizeof(two) - 1);
+    raw_resp_t r;
+    assert_int_equal(raw_read(fd, &r), 0);
+    assert_int_equal(r.status, 202);
+    raw_resp_free(&r);
+    const char one[] = "GET /api/items HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, one, sizeof(one) - 1);
+    assert_int_equal(raw_read(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+}
+
+static void test_deferred_server_stops_first(void **state)
+{
+    fx_t *f = *state;
+    _cleanup_close_ int fd = raw_connect(f->port);
+    const char req[] = "GET /deferred/never HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, req, sizeof(req) - 1);
+    for (int i = 0; i < 200 && !__atomic_load_n(&g_never, __ATOMIC_ACQUIRE); i++)
+        usleep(10 * 1000);
+    assert_non_null(g_never);
+    assert_int_equal(fx_teardown(state), 0); /* stops the server with it suspended */
+    char c;
+    assert_true(recv(fd, &c, 1, 0) <= 0); /* closed without an answer */
+    oak_http_resp_t r = {0};
+    oak_http_resp_json(&r, 200, json_object());
+    oak_http_complete(g_never, &r); /* only frees the handle (ASan checks) */
+    assert_null(r.body);
+    g_never = NULL;
+    *state = NULL;
+    assert_int_equal(fx_setup(state), 0);
+}
+
 static void test_dual_stack(void **state)
 {
     fx_t *f = *state;
@@ -928,6 +1054,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sequential, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_open_connections, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_deferred, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_server_stops_first, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_dual_stack, fx_setup_any, fx_teardown),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test_setup_teardown(test_client_errors, fx_setup, fx_teardown),
