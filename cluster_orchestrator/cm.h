@@ -12,6 +12,7 @@ typedef struct workers workers_t;
 typedef struct root_link root_link_t;
 typedef struct broker broker_t;
 typedef struct oak_mqtt oak_mqtt_t;
+typedef struct crelay_req crelay_req_t;
 
 typedef struct cm {
     oak_loop_t *loop;
@@ -30,6 +31,9 @@ typedef struct cm {
     int sched_spread;   /* 1: spread, 0: best fit */
     char worker_token[64];
     bool capacity_dirty;
+    bool workers_dirty;          /* a worker came, went or changed state (crelay.c) */
+    double workers_sent_at;      /* wall time the worker list last went to the root */
+    crelay_req_t *logreqs;       /* logs requests waiting for a worker (crelay.c) */
 } cm_t;
 
 #endif

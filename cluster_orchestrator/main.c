@@ -16,6 +16,7 @@
 #include "cluster_orchestrator/broker.h"
 #include "cluster_orchestrator/cinstances.h"
 #include "cluster_orchestrator/cm.h"
+#include "cluster_orchestrator/crelay.h"
 #include "cluster_orchestrator/root_link.h"
 #include "cluster_orchestrator/wlink.h"
 #include "cluster_orchestrator/workers.h"
@@ -83,6 +84,7 @@ static void tick(oak_loop_t *loop, void *data)
     cm_t *cm = data;
     wlink_tick(cm);
     cinst_tick(cm);
+    crelay_tick(cm);
     if (cm->capacity_dirty) {
         cm->capacity_dirty = false;
         root_link_report(cm->root, workers_capacity(cm->workers), NULL, false);
@@ -93,6 +95,11 @@ static void tick(oak_loop_t *loop, void *data)
 static void on_command(const Oak__Cluster__V1__Command *cmd, void *ctx)
 {
     cinst_on_command(ctx, cmd);
+}
+
+static void on_logs(const Oak__Cluster__V1__Command *cmd, void *ctx)
+{
+    crelay_logs_request(ctx, cmd);
 }
 
 static void on_state(bool connected, const char *detail, void *ctx)
@@ -265,7 +272,10 @@ int main(int argc, char **argv)
                            .manager_port = oak_http_server_port(http),
                            .network_port = 0,
                            .report_interval_ms = (long)oak_config_int(opts, "report_interval_ms")};
-    root_link_cb_t cb = {.on_command = on_command, .on_state = on_state, .on_resync = on_resync};
+    root_link_cb_t cb = {.on_command = on_command,
+                         .on_state = on_state,
+                         .on_resync = on_resync,
+                         .on_logs = on_logs};
     if (root_link_start(cm.loop, cm.store, &lo, &cb, &cm, &cm.root, &err) < 0)
         goto out;
     printf("cluster-manager listening api_port=%d mqtt=%s root=%s\n", oak_http_server_port(http),
@@ -279,6 +289,7 @@ out:
     if (rc != 0)
         fprintf(stderr, "cluster-manager: %s\n", err.msg);
     oak_err_clear(&err);
+    crelay_stop(&cm);
     if (cm.root)
         root_link_stop(cm.root);
     oak_http_server_stop(http);

@@ -43,6 +43,7 @@
 /* Statuses kept while the root is unreachable before older statuses of the
  * same instance are dropped (the newest of each instance is kept). */
 #define MAX_QUEUED_STATUSES 4096
+#define MAX_QUEUED_LOGS     64
 
 typedef Oak__Cluster__V1__Command command_t;
 
@@ -51,6 +52,8 @@ typedef struct {
     json_t *cap;   /* object or NULL */
     json_t *insts; /* array, never NULL */
     bool full;
+    json_t *logs;    /* array of LogsResult objects, or NULL */
+    json_t *workers; /* the whole worker list, or NULL: unchanged */
 } report_t;
 
 struct root_link {
@@ -137,6 +140,8 @@ static void report_free(report_t *r)
         return;
     json_decref(r->cap);
     json_decref(r->insts);
+    json_decref(r->logs);
+    json_decref(r->workers);
     free(r);
 }
 
@@ -180,6 +185,18 @@ static void merge(report_t *dst, report_t *src)
     }
     if (json_array_size(dst->insts) > MAX_QUEUED_STATUSES)
         compact(dst);
+    if (src->workers) {
+        json_decref(dst->workers);
+        dst->workers = oak_steal(&src->workers);
+    }
+    if (src->logs) {
+        if (!dst->logs)
+            dst->logs = json_array();
+        json_array_extend(dst->logs, src->logs);
+        /* answers nobody can wait for any more are dropped first */
+        while (json_array_size(dst->logs) > MAX_QUEUED_LOGS)
+            json_array_remove(dst->logs, 0);
+    }
     report_free(src);
 }
 
@@ -285,6 +302,11 @@ static void ev_state(root_link_t *l, event_t *ev)
 static void ev_command(root_link_t *l, event_t *ev)
 {
     const command_t *c = ev->cmd;
+    if (c->kind == OAK__CLUSTER__V1__COMMAND__KIND__LOGS) { /* not sequenced */
+        if (l->cb.on_logs)
+            l->cb.on_logs(c, l->ctx);
+        return;
+    }
     if (ev->gen != l->delivered_gen) {
         l->delivered_gen = ev->gen;
         l->delivered = 0;
@@ -543,7 +565,67 @@ typedef struct {
     Oak__Cluster__V1__ArchCapacity **archp;
     Oak__Cluster__V1__InstanceStatus *st;
     Oak__Cluster__V1__InstanceStatus **stp;
+    Oak__Cluster__V1__LogsResult *lg;
+    Oak__Cluster__V1__LogsResult **lgp;
+    Oak__Cluster__V1__Worker *wk;
+    Oak__Cluster__V1__Worker **wkp;
 } msg_t;
+
+/* Logs results and the worker list of r into m (pointers into r). */
+static void msg_build_extra(msg_t *m, const report_t *r)
+{
+    size_t n = json_array_size(r->logs);
+    if (n) {
+        m->lg = xcalloc(n, sizeof(*m->lg));
+        m->lgp = xcalloc(n, sizeof(*m->lgp));
+        size_t i;
+        json_t *o;
+        json_array_foreach(r->logs, i, o)
+        {
+            Oak__Cluster__V1__LogsResult init = OAK__CLUSTER__V1__LOGS_RESULT__INIT;
+            Oak__Cluster__V1__LogsResult *x = &m->lg[m->req.n_logs];
+            *x = init;
+            x->request_id = jstr(o, "request_id");
+            x->ok = json_is_true(json_object_get(o, "ok"));
+            x->error = jstr(o, "error");
+            x->error_code = (int32_t)oak_json_int(o, "error_code", 0);
+            x->node_id = jstr(o, "node_id");
+            const json_t *lv = json_object_get(o, "logs");
+            x->logs.data = (uint8_t *)(json_is_string(lv) ? json_string_value(lv) : "");
+            x->logs.len = json_is_string(lv) ? json_string_length(lv) : 0;
+            x->truncated = json_is_true(json_object_get(o, "truncated"));
+            m->lgp[m->req.n_logs++] = x;
+        }
+        m->req.logs = m->lgp;
+    }
+    if (r->workers) {
+        m->req.workers_included = true;
+        n = json_array_size(r->workers);
+        m->wk = xcalloc(n ? n : 1, sizeof(*m->wk));
+        m->wkp = xcalloc(n ? n : 1, sizeof(*m->wkp));
+        size_t i;
+        json_t *o;
+        json_array_foreach(r->workers, i, o)
+        {
+            Oak__Cluster__V1__Worker init = OAK__CLUSTER__V1__WORKER__INIT;
+            Oak__Cluster__V1__Worker *x = &m->wk[m->req.n_workers];
+            *x = init;
+            x->node_id = jstr(o, "node_id");
+            x->name = jstr(o, "name");
+            x->ip = jstr(o, "ip");
+            x->active = json_is_true(json_object_get(o, "active"));
+            x->architecture = jstr(o, "architecture");
+            x->cpu_cores = (int32_t)oak_json_int(o, "cpu_cores", 0);
+            x->cpu_percent = oak_json_num(o, "cpu_percent", 0);
+            x->memory_mb = oak_json_int(o, "memory_mb", 0);
+            x->memory_free_mb = oak_json_int(o, "memory_free_mb", 0);
+            x->instances = (int32_t)oak_json_int(o, "instances", 0);
+            x->last_seen = oak_json_num(o, "last_seen", 0);
+            m->wkp[m->req.n_workers++] = x;
+        }
+        m->req.workers = m->wkp;
+    }
+}
 
 static void msg_build(msg_t *m, const json_t *cap, const json_t *insts, bool full)
 {
@@ -633,13 +715,19 @@ static void msg_free(msg_t *m)
     free(m->archp);
     free(m->st);
     free(m->stp);
+    free(m->lg);
+    free(m->lgp);
+    free(m->wk);
+    free(m->wkp);
 }
 
 static int send_report(root_link_t *l, const char *id, const char *session, const json_t *cap,
-                       const json_t *insts, bool full, uint64_t ack, oak_err_t *err)
+                       const report_t *r, uint64_t ack, oak_err_t *err)
 {
     msg_t m;
-    msg_build(&m, cap, insts, full);
+    msg_build(&m, cap, r ? r->insts : NULL, r ? r->full : false);
+    if (r)
+        msg_build_extra(&m, r);
     m.req.cluster_id = (char *)id;
     m.req.session_token = (char *)session;
     m.req.ack_seq = ack;
@@ -693,8 +781,8 @@ static void *rep_main(void *arg)
 
         tried_gen = gen;
         oak_err_t err = OAK_ERR_INIT;
-        int rc = cur ? send_report(l, id, session, cur->cap, cur->insts, cur->full, ack, &err)
-                     : send_report(l, id, session, last_cap, NULL, false, ack, &err);
+        int rc = cur ? send_report(l, id, session, cur->cap, cur, ack, &err)
+                     : send_report(l, id, session, last_cap, NULL, ack, &err);
         uint64_t now = oak_now_ms();
         if (rc == 0) {
             if (cur && cur->cap) {
@@ -858,6 +946,40 @@ void root_link_report(root_link_t *l, json_t *capacity, json_t *instances, bool 
         l->pending = r;
     pthread_cond_broadcast(&l->cond);
     pthread_mutex_unlock(&l->mu);
+}
+
+static void enqueue(root_link_t *l, report_t *r)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->pending)
+        merge(l->pending, r);
+    else
+        l->pending = r;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void root_link_logs_result(root_link_t *l, json_t *result)
+{
+    json_auto_t *res = result;
+    if (!json_is_object(res))
+        return;
+    report_t *r = xcalloc(1, sizeof(*r));
+    r->insts = json_array();
+    r->logs = json_array();
+    json_array_append_new(r->logs, json_deep_copy(res));
+    enqueue(l, r);
+}
+
+void root_link_workers(root_link_t *l, json_t *workers)
+{
+    json_auto_t *w = workers;
+    if (!json_is_array(w))
+        return;
+    report_t *r = xcalloc(1, sizeof(*r));
+    r->insts = json_array();
+    r->workers = json_deep_copy(w);
+    enqueue(l, r);
 }
 
 bool root_link_connected(const root_link_t *l)

@@ -44,6 +44,10 @@ typedef struct {
      * full-state report (root_link_report with full_state=true) so the root
      * can reconcile. May be NULL. */
     void (*on_resync)(void *ctx);
+    /* Loop thread: the root asks for an instance's logs (kind LOGS: seq 0,
+     * request_id, service_id, instance_number, tail). Not sequenced, never
+     * resent; the app answers with root_link_logs_result. May be NULL. */
+    void (*on_logs)(const Oak__Cluster__V1__Command *cmd, void *ctx);
 } root_link_cb_t;
 
 /* Starts the link: loads {cluster_id, applied_seq} from store (collection
@@ -86,6 +90,16 @@ uint64_t root_link_applied_seq(const root_link_t *l);
  * their order, a full-state report replaces the statuses queued before it. */
 void root_link_report(root_link_t *l, json_t *capacity, json_t *instances, bool full_state);
 
+/* Loop thread: queues the answer to a LOGS command (stolen): an object
+ * {request_id, ok, error?, error_code?, node_id?, logs (UTF-8 string),
+ * truncated}. It goes with the next report; a report that cannot be
+ * delivered keeps at most the newest MAX_QUEUED_LOGS answers. */
+void root_link_logs_result(root_link_t *l, json_t *result);
+/* Loop thread: queues the whole worker list (stolen array of {node_id,
+ * name, ip, active, architecture, cpu_cores, cpu_percent, memory_mb,
+ * memory_free_mb, instances, last_seen}); the next report carries it
+ * (newer lists replace older queued ones). */
+void root_link_workers(root_link_t *l, json_t *workers);
 /* Loop thread: joined and the command stream is open. */
 bool root_link_connected(const root_link_t *l);
 

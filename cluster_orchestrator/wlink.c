@@ -10,6 +10,7 @@
 
 #include "cluster_orchestrator/broker.h"
 #include "cluster_orchestrator/cinstances.h"
+#include "cluster_orchestrator/crelay.h"
 #include "cluster_orchestrator/root_link.h"
 #include "cluster_orchestrator/worker_proto.h"
 #include "cluster_orchestrator/workers.h"
@@ -26,6 +27,7 @@ static void set_online(cm_t *cm, worker_t *w, bool online, const char *why)
         return;
     w->online = online;
     cm->capacity_dirty = true;
+    cm->workers_dirty = true;
     log_info("worker %s (%s) is %s%s%s", w->host ? w->host : "", w->id,
              online ? "online" : "offline", why ? ": " : "", why ? why : "");
     if (!online)
@@ -86,6 +88,9 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
     case WP_RESOURCES:
         set_online(cm, w, true, NULL);
         return;
+    case WP_LOGS:
+        crelay_logs_answer(cm, w->id, payload, len);
+        return;
     default:
         return;
     }
@@ -104,7 +109,7 @@ static void on_conn(bool connected, const char *reason, void *ctx)
 int wlink_start(cm_t *cm, const char *uri, const char *user, const char *password, oak_err_t *err)
 {
     static const char *const subs[] = {"nodes/+/status", "nodes/+/information",    "nodes/+/state",
-                                       "nodes/+/job",    "nodes/+/jobs/resources", NULL};
+                                       "nodes/+/job",    "nodes/+/jobs/resources", "nodes/+/logs", NULL};
     _cleanup_free_ char *cid = xasprintf("cluster-manager-%s", cm->cluster_name);
     oak_mqtt_opts_t o = {.uri = uri,
                          .client_id = cid,
@@ -194,6 +199,7 @@ static void h_register(const oak_http_req_t *req, oak_http_resp_t *resp, void *c
     w->last_seen = oak_wall_time();
     set_online(cm, w, true, NULL);
     cm->capacity_dirty = true;
+    cm->workers_dirty = true;
     log_info("worker %s registered as %s from %s", w->host, w->id, w->ip);
     char port[16];
     snprintf(port, sizeof(port), "%d", cm->mqtt_port);

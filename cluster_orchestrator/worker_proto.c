@@ -203,6 +203,8 @@ static const char *const kind_suffix[] = {
     [WP_RESOURCES] = "jobs/resources",
     [WP_DEPLOY] = "control/deploy",
     [WP_DELETE] = "control/delete",
+    [WP_LOGS_REQ] = "control/logs",
+    [WP_LOGS] = "logs",
 };
 
 const char *wp_kind_name(wp_kind_t kind)
@@ -1159,5 +1161,137 @@ json_t *wp_build_delete(const wp_delete_t *d)
                           d->instance_number, "generation", (json_int_t)d->generation);
     if (d->job_name[0])
         json_object_set_new(o, "job_name", json_string(d->job_name));
+    return o;
+}
+
+/* ---- logs ---- */
+
+#define RULE_REQ_ID "must be 1 to 64 characters of [A-Za-z0-9_-]"
+
+static void get_request_id(vctx_t *v, const json_t *o, char buf[WP_MAX_REQ_ID + 1])
+{
+    const char *s = get_class(v, o, "", "request_id", true, 1, WP_MAX_REQ_ID, c_node, RULE_REQ_ID);
+    if (s)
+        snprintf(buf, WP_MAX_REQ_ID + 1, "%s", s);
+}
+
+int wp_parse_logs_req(const void *p, size_t len, wp_logs_req_t *out, oak_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    json_auto_t *doc = NULL;
+    if (load(p, len, "logs request", &doc, err) < 0)
+        return -1;
+    vctx_t v = {.count = 0};
+    wp_logs_req_t r = {.tail = 0};
+    const json_t *o = top(&v, doc);
+    if (o) {
+        long long ll;
+        get_request_id(&v, o, r.request_id);
+        const char *s =
+            get_class(&v, o, "", "service_id", true, WP_ID_LEN, WP_ID_LEN, c_hex, RULE_SID);
+        if (s)
+            memcpy(r.service_id, s, WP_ID_LEN + 1);
+        if (get_int(&v, o, "", "instance_number", true, 0, WP_MAX_INSTANCE, &ll))
+            r.instance_number = (int)ll;
+        if (get_int(&v, o, "", "tail", true, 1, WP_MAX_TAIL, &ll))
+            r.tail = (int)ll;
+    }
+    if (finish(&v, "logs request", err) < 0)
+        return -1;
+    *out = r;
+    return 0;
+}
+
+json_t *wp_build_logs_req(const wp_logs_req_t *r)
+{
+    return json_pack("{s:s, s:s, s:i, s:i}", "request_id", r->request_id, "service_id",
+                     r->service_id, "instance_number", r->instance_number, "tail", r->tail);
+}
+
+int wp_parse_logs(const void *p, size_t len, wp_logs_t *out, oak_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    json_auto_t *doc = NULL;
+    if (load(p, len, "logs answer", &doc, err) < 0)
+        return -1;
+    vctx_t v = {.count = 0};
+    wp_logs_t l = {.ok = false};
+    const char *text = NULL;
+    size_t text_len = 0;
+    const json_t *o = top(&v, doc);
+    if (o) {
+        path_t pa;
+        get_request_id(&v, o, l.request_id);
+        json_t *m = field(&v, o, "", "ok", true, pa);
+        if (m)
+            chk_bool(&v, m, pa, &l.ok);
+        if (m && l.ok) {
+            m = field(&v, o, "", "logs", true, pa);
+            if (m && !json_is_string(m))
+                fail(&v, pa, "must be a string");
+            else if (m && json_string_length(m) > WP_MAX_LOGS)
+                fail(&v, pa, "must be at most %d bytes", WP_MAX_LOGS);
+            else if (m) {
+                text = json_string_value(m);
+                text_len = json_string_length(m);
+            }
+            m = field(&v, o, "", "truncated", false, pa);
+            if (m)
+                chk_bool(&v, m, pa, &l.truncated);
+        } else if (m) {
+            long long ll;
+            if (get_int(&v, o, "", "error_code", true, 400, 599, &ll))
+                l.error_code = (int)ll;
+            m = field(&v, o, "", "error", true, pa);
+            const char *e = m ? chk_str(&v, m, pa, WP_MAX_DETAIL) : NULL;
+            if (e)
+                snprintf(l.error, sizeof(l.error), "%s", e);
+        }
+    }
+    if (finish(&v, "logs answer", err) < 0)
+        return -1;
+    if (l.ok) {
+        l.logs = xmalloc(text_len + 1);
+        memcpy(l.logs, text, text_len);
+        l.logs[text_len] = '\0';
+        l.logs_len = text_len;
+    }
+    *out = l;
+    return 0;
+}
+
+void wp_logs_clear(wp_logs_t *l)
+{
+    free(l->logs);
+    memset(l, 0, sizeof(*l));
+}
+
+json_t *wp_build_logs(const wp_logs_t *l)
+{
+    json_t *o = json_pack("{s:s, s:b}", "request_id", l->request_id, "ok", l->ok);
+    if (l->ok) {
+        json_t *t = oak_json_string_lossy(l->logs, l->logs_len);
+        bool cut = l->truncated;
+        size_t n = json_string_length(t);
+        if (n > WP_MAX_LOGS) { /* keep the newest whole lines that fit */
+            const char *x = json_string_value(t);
+            size_t from = n - WP_MAX_LOGS;
+            const char *nl = memchr(x + from, '\n', n - from);
+            if (nl)
+                from = (size_t)(nl + 1 - x);
+            else
+                while (from < n && ((unsigned char)x[from] & 0xC0) == 0x80)
+                    from++; /* not inside a UTF-8 sequence */
+            json_t *shorter = json_stringn(x + from, n - from);
+            json_decref(t);
+            t = shorter;
+            cut = true;
+        }
+        json_object_set_new(o, "logs", t);
+        json_object_set_new(o, "truncated", json_boolean(cut));
+    } else {
+        json_object_set_new(o, "error_code", json_integer(l->error_code));
+        json_object_set_new(o, "error", json_string(l->error));
+    }
     return o;
 }

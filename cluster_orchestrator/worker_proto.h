@@ -43,6 +43,9 @@
 #define WP_MAX_PORT_SPEC 256
 #define WP_MAX_SYSINFO   32 /* members of a registration's system_info */
 #define WP_MAX_LOAD      1e6
+#define WP_MAX_REQ_ID    64           /* logs request ids: 1..64 of [A-Za-z0-9_-] */
+#define WP_MAX_TAIL      10000        /* lines a logs request may ask for */
+#define WP_MAX_LOGS      (128 * 1024) /* bytes of log text in a logs answer */
 
 /* ---- topics: nodes/<node id>/<suffix> ---- */
 
@@ -54,6 +57,8 @@ typedef enum {
     WP_RESOURCES,   /* jobs/resources */
     WP_DEPLOY,      /* control/deploy */
     WP_DELETE,      /* control/delete */
+    WP_LOGS_REQ,    /* control/logs */
+    WP_LOGS,        /* logs */
     WP_UNKNOWN
 } wp_kind_t;
 
@@ -247,5 +252,37 @@ typedef struct {
 int wp_parse_delete(const void *p, size_t len, wp_delete_t *out, oak_err_t *err);
 /* The delete payload of d (job_name omitted when ""). */
 json_t *wp_build_delete(const wp_delete_t *d);
+
+/* ---- nodes/<id>/control/logs and nodes/<id>/logs ---- */
+
+typedef struct {
+    char request_id[WP_MAX_REQ_ID + 1];
+    char service_id[WP_ID_LEN + 1];
+    int instance_number;
+    int tail; /* 1..WP_MAX_TAIL */
+} wp_logs_req_t;
+
+/* A request for the last lines of an instance's output. */
+int wp_parse_logs_req(const void *p, size_t len, wp_logs_req_t *out, oak_err_t *err);
+json_t *wp_build_logs_req(const wp_logs_req_t *r);
+
+typedef struct {
+    char request_id[WP_MAX_REQ_ID + 1];
+    bool ok;
+    int error_code;                /* when !ok: 404 (no such instance), 500, ... */
+    char error[WP_MAX_DETAIL + 1]; /* when !ok */
+    char *logs;                    /* when ok: text (NUL-terminated), at most WP_MAX_LOGS bytes */
+    size_t logs_len;
+    bool truncated; /* older lines were left out */
+} wp_logs_t;
+
+/* The worker's answer: {"request_id", "ok": true, "logs", "truncated"} or
+ * {"request_id", "ok": false, "error_code", "error"}. Release with
+ * wp_logs_clear. */
+int wp_parse_logs(const void *p, size_t len, wp_logs_t *out, oak_err_t *err);
+void wp_logs_clear(wp_logs_t *l);
+/* The answer payload of l; logs may hold any bytes (invalid UTF-8 is
+ * replaced by U+FFFD). */
+json_t *wp_build_logs(const wp_logs_t *l);
 
 #endif

@@ -32,4 +32,8 @@ char *oak_json_dump(const json_t *o);
  * with the given mode. */
 int oak_json_save_file(const char *path, const json_t *o, int mode, oak_err_t *err);
 
+/* A JSON string from arbitrary bytes (len of them, NULs allowed): valid
+ * UTF-8 is kept, every invalid byte becomes U+FFFD. Never NULL. */
+json_t *oak_json_string_lossy(const char *data, size_t len);
+
 #endif

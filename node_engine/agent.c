@@ -401,6 +401,26 @@ static void usage_tick(agent_t *a)
     free(v);
 }
 
+/* Answers a logs request from the cluster on nodes/<id>/logs. */
+static void answer_logs(agent_t *a, const wp_logs_req_t *q)
+{
+    wp_logs_t l = {.ok = true};
+    snprintf(l.request_id, sizeof(l.request_id), "%s", q->request_id);
+    oak_err_t err = OAK_ERR_INIT;
+    char *text = NULL;
+    if (ninst_logs(a->ni, q->service_id, q->instance_number, q->tail, &text, &err) < 0) {
+        l.ok = false;
+        l.error_code = err.code == OAK_E_NOT_FOUND ? 404 : 500;
+        snprintf(l.error, sizeof(l.error), "%s", err.msg);
+        oak_err_clear(&err);
+    } else {
+        l.logs = text;
+        l.logs_len = strlen(text);
+    }
+    publish(a, WP_LOGS, wp_build_logs(&l));
+    free(text);
+}
+
 static void on_msg(const char *topic, const void *payload, size_t len, void *ctx)
 {
     agent_t *a = ctx;
@@ -420,6 +440,12 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
         wp_delete_t d;
         if (wp_parse_delete(payload, len, &d, &err) == 0) {
             ninst_delete(a->ni, &d);
+            return;
+        }
+    } else if (kind == WP_LOGS_REQ) {
+        wp_logs_req_t q;
+        if (wp_parse_logs_req(payload, len, &q, &err) == 0) {
+            answer_logs(a, &q);
             return;
         }
     } else {

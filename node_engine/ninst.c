@@ -864,6 +864,15 @@ size_t ninst_state(ninst_t *ni, wp_inst_t **out)
     return k;
 }
 
+int ninst_logs(ninst_t *ni, const char *service_id, int n, int tail, char **out, oak_err_t *err)
+{
+    inst_t *in = find(ni, service_id, n);
+    if (!in || !in->cid[0])
+        return oak_err_set(err, OAK_E_NOT_FOUND, "no instance %d of service %s on this worker", n,
+                           service_id);
+    return runtime_logs(ni->rt, in->cid, tail > 0 ? (size_t)tail : 1, out, err);
+}
+
 size_t ninst_count(const ninst_t *ni)
 {
     return ni->count;

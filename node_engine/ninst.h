@@ -77,6 +77,11 @@ size_t ninst_state(ninst_t *ni, wp_inst_t **out);
  * returned are left out. *out owned by the caller; returns the count. */
 size_t ninst_usage(ninst_t *ni, bool only_changed, wp_usage_t **out);
 
+/* The last tail lines of instance (service_id, n)'s output into *out
+ * (owned; free()). Errors: OAK_E_NOT_FOUND when this worker has no such
+ * instance or it has no log yet. */
+int ninst_logs(ninst_t *ni, const char *service_id, int n, int tail, char **out, oak_err_t *err);
+
 /* Number of instances (any status). */
 size_t ninst_count(const ninst_t *ni);
 

@@ -16,6 +16,7 @@
 #include "root_orchestrator/api_util.h"
 #include "root_orchestrator/clusters.h"
 #include "root_orchestrator/instances.h"
+#include "root_orchestrator/relay.h"
 #include "root_orchestrator/sla.h"
 
 #define APP_ROLES   (ROLE_ADMIN | ROLE_ORG_ADMIN | ROLE_APP_PROVIDER)
@@ -547,6 +548,41 @@ static void h_instance_delete(const oak_http_req_t *req, oak_http_resp_t *resp, 
     oak_http_resp_json(resp, 200, json_pack("{s:s}", "message", "ok"));
 }
 
+static void h_instance_logs(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
+{
+    root_t *r = ctx;
+    caller_t c;
+    if (!api_caller(r, req, resp, &c))
+        return;
+    long long n = api_param_int(req->params[1]);
+    if (n < 0 || n > INT32_MAX)
+        return api_fail(resp, OAK_E_INVALID, "instance number '%s' is not a non-negative integer",
+                        req->params[1]);
+    long long tail = RELAY_LOGS_TAIL_DEFAULT;
+    const char *t = oak_http_req_query(req, "tail");
+    if (t) {
+        tail = api_param_int(t);
+        if (tail < 1 || tail > RELAY_LOGS_TAIL_MAX)
+            return api_fail(resp, OAK_E_INVALID, "tail '%s' must be an integer between 1 and %d",
+                            t, RELAY_LOGS_TAIL_MAX);
+    }
+    json_auto_t *s = load_visible(r, &c, "services", req->params[0], "service", resp);
+    if (s)
+        relay_logs_request(r, s, (int)n, (int)tail, req, resp);
+}
+
+static void h_nodes(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
+{
+    root_t *r = ctx;
+    caller_t c;
+    if (!api_caller(r, req, resp, &c))
+        return;
+    const char *cid = oak_http_req_query(req, "cluster");
+    if (cid && !clusters_by_id(r->clusters, cid))
+        return api_fail(resp, OAK_E_NOT_FOUND, "no cluster %s", cid);
+    oak_http_resp_json(resp, 200, relay_nodes_json(r, cid));
+}
+
 static void h_services_of_app(const oak_http_req_t *req, oak_http_resp_t *resp, void *ctx)
 {
     root_t *r = ctx;
@@ -671,6 +707,8 @@ const oak_http_route_t apps_routes[] = {
     {"DELETE", "/api/service/<id>", h_service_delete},
     {"POST", "/api/service/<id>/instance", h_instance_create},
     {"DELETE", "/api/service/<id>/instance/<n>", h_instance_delete},
+    {"GET", "/api/service/<id>/instance/<n>/logs", h_instance_logs},
+    {"GET", "/api/nodes/", h_nodes},
     {"GET", "/api/services/", h_services},
     {"GET", "/api/services/<app_id>", h_services_of_app},
     {"GET", "/api/clusters/", h_clusters},

@@ -17,6 +17,7 @@
 #include "proto/cluster.pb-c.h"
 #include "root_orchestrator/clusters.h"
 #include "root_orchestrator/instances.h"
+#include "root_orchestrator/relay.h"
 
 #define SVC "/oak.cluster.v1.ClusterService/"
 
@@ -148,6 +149,10 @@ static void on_report(oak_grpc_call_t *call, const ProtobufCMessage *m, void *ct
         inst_on_report(r, c, s->service_id, s->instance_number, s->status, s->status_detail,
                        s->generation, extra);
     }
+    if (req->workers_included)
+        relay_set_workers(r, c, req->workers, req->n_workers);
+    for (size_t i = 0; i < req->n_logs; i++)
+        relay_logs_result(r, c, req->logs[i]);
     if (clusters_save(r, c, &err) < 0) {
         log_warn("cluster %s: saving report: %s", c->name, err.msg);
         oak_err_clear(&err);

@@ -55,6 +55,7 @@ static void capacity_clear(cluster_t *c)
 static void cluster_free(cluster_t *c)
 {
     capacity_clear(c);
+    json_decref(c->workers);
     free(c->name);
     free(c->location);
     free(c->ip);

@@ -62,6 +62,7 @@ typedef struct cluster {
     bool lost; /* inactive past the grace period: its instances were moved */
     oak_grpc_stream_t *stream;
     cmd_t *cmds, *cmds_tail; /* unacknowledged commands in seq order */
+    json_t *workers;         /* last worker list the cluster reported (relay.c), or NULL */
 } cluster_t;
 
 struct clusters {

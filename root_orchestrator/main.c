@@ -22,6 +22,7 @@
 #include "root_orchestrator/clusters.h"
 #include "root_orchestrator/instances.h"
 #include "root_orchestrator/openapi.h"
+#include "root_orchestrator/relay.h"
 #include "root_orchestrator/root.h"
 
 #define TICK_MS 1000
@@ -45,6 +46,8 @@ static oak_cfg_opt_t opts[] = {
      "a cluster without a report for this long is inactive"},
     {"cluster_grace_s", OAK_CFG_INT, "60", 0, 86400, "OAK_CLUSTER_GRACE_S",
      "an inactive cluster's instances are rescheduled after this"},
+    {"logs_timeout_ms", OAK_CFG_INT, "8000", 100, 120000, "OAK_LOGS_TIMEOUT_MS",
+     "an instance logs request its cluster does not answer in time gets 504"},
     {"join_token_ttl_s", OAK_CFG_INT, "604800", 60, 31536000, "OAK_JOIN_TOKEN_TTL_S",
      "default lifetime of cluster join tokens"},
     {"max_body", OAK_CFG_INT, "1048576", 1024, 67108864, "OAK_MAX_BODY",
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
     r.refresh_ttl_s = (long)oak_config_int(opts, "refresh_ttl_s");
     r.cluster_stale_s = (long)oak_config_int(opts, "cluster_stale_s");
     r.cluster_grace_s = (long)oak_config_int(opts, "cluster_grace_s");
+    r.logs_timeout_ms = (long)oak_config_int(opts, "logs_timeout_ms");
     r.join_token_ttl_s = (long)oak_config_int(opts, "join_token_ttl_s");
     r.max_body = (size_t)oak_config_int(opts, "max_body");
     r.started_at = oak_wall_time();
@@ -173,6 +177,7 @@ out:
             r.clusters->v[i]->stream = NULL;
     }
     oak_http_server_stop(http);
+    relay_stop(&r);
     clusters_free(r.clusters);
     oak_store_close(r.store);
     oak_loop_free(r.loop);

@@ -62,6 +62,14 @@ static const op_t ops[] = {
      "Request one instance (or `replicas` instances) of a service", 1, "InstanceRequest", "200"},
     {"delete", "/api/service/{id}/instance/{n}", "instances", "Undeploy instance n of a service", 1,
      NULL, "200"},
+    {"get", "/api/service/{id}/instance/{n}/logs", "instances",
+     "Last lines of an instance's output, fetched from its worker through its cluster "
+     "(query tail=N, 1-10000, default 100; 409 not on a worker, 503 cluster not connected, "
+     "504 no answer in time)",
+     1, NULL, "200"},
+    {"get", "/api/nodes/", "clusters",
+     "Workers of every cluster as their clusters report them (query cluster=<id>)", 1, NULL,
+     "200"},
     {"get", "/api/services/", "services", "Services the caller can see (Admin: all)", 1, NULL,
      "200"},
     {"get", "/api/services/{app_id}", "services", "Services of an application", 1, NULL, "200"},

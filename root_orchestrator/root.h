@@ -10,6 +10,7 @@
 #include "lib/oak_store.h"
 
 typedef struct clusters clusters_t;
+typedef struct logreq logreq_t;
 
 typedef struct root {
     oak_loop_t *loop;
@@ -25,6 +26,9 @@ typedef struct root {
     double started_at; /* wall time of start: clusters get a grace period after it */
     clusters_t *clusters;
     bool sched_dirty; /* capacity or constraints changed: retry pending instances */
+    logreq_t *logreqs;    /* logs requests waiting for their cluster (relay.c) */
+    uint64_t logreq_next; /* request id counter */
+    long logs_timeout_ms; /* a logs request not answered by then gets 504 */
 } root_t;
 
 #endif

@@ -1,6 +1,6 @@
 /* Fuzz harness for cluster_orchestrator/worker_proto: the input goes to
  * every MQTT payload parser (status, information, state, job, resources,
- * deploy, delete) and, as a string, to the topic parser; the first byte
+ * deploy, delete, logs request and answer) and, as a string, to the topic parser; the first byte
  * also picks the core count given to the parsers that take one. Each
  * outcome must be an accepted payload or a 400/413/422 error whose details
  * (for 422) are 1..WP_MAX_ERRORS {field, rule} strings, with the output
@@ -247,6 +247,38 @@ static void check_delete(const uint8_t *data, size_t size)
     free(s);
 }
 
+static void check_logs(const uint8_t *data, size_t size)
+{
+    oak_err_t err = OAK_ERR_INIT;
+    wp_logs_req_t q, qb;
+    if (!outcome(wp_parse_logs_req(data, size, &q, &err), &err)) {
+        if (!all_zero(&q, sizeof(q)))
+            abort();
+    } else {
+        size_t len;
+        char *s = dump(wp_build_logs_req(&q), &len);
+        if (wp_parse_logs_req(s, len, &qb, &err) < 0 || memcmp(&q, &qb, sizeof(q)) != 0)
+            abort();
+        free(s);
+    }
+    wp_logs_t l, lb;
+    if (!outcome(wp_parse_logs(data, size, &l, &err), &err)) {
+        if (!all_zero(&l, sizeof(l)))
+            abort();
+        return;
+    }
+    size_t len;
+    char *s = dump(wp_build_logs(&l), &len);
+    if (wp_parse_logs(s, len, &lb, &err) < 0 || strcmp(l.request_id, lb.request_id) ||
+        l.ok != lb.ok || l.error_code != lb.error_code || strcmp(l.error, lb.error) ||
+        l.logs_len != lb.logs_len || (l.logs && memcmp(l.logs, lb.logs, l.logs_len)) ||
+        l.truncated != lb.truncated)
+        abort();
+    free(s);
+    wp_logs_clear(&l);
+    wp_logs_clear(&lb);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int cores = size > 0 ? data[0] % 9 : 0; /* 0 = unknown */
@@ -258,5 +290,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_job(data, size);
     check_deploy(data, size);
     check_delete(data, size);
+    check_logs(data, size);
     return 0;
 }

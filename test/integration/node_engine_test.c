@@ -537,6 +537,53 @@ static void test_deploy_limits_logs_undeploy(void **state)
     assert_non_null(strstr(out, "FOO=bar BAR=baz\n"));
     free(out);
 
+    /* the same logs through the root API, from the worker via the cluster */
+    char lpath[160];
+    snprintf(lpath, sizeof(lpath), "/api/service/%s/instance/0/logs?tail=2", sid);
+    json_t *lg = NULL;
+    long lst = th_http(f->root.api_port, "GET", lpath, f->admin, NULL, &lg);
+    if (lst != 200) {
+        dump(f->cm.log_path);
+        dump(f->a.log_path);
+    }
+    assert_int_equal(lst, 200);
+    assert_string_equal(oak_json_str(lg, "node_id"), f->a.node_id);
+    assert_int_equal(oak_json_int(lg, "tail", 0), 2);
+    assert_null(strstr(oak_json_str(lg, "logs"), "hi\n"));
+    assert_non_null(strstr(oak_json_str(lg, "logs"), "FOO=bar BAR=baz\n"));
+    json_decref(lg);
+    lg = NULL;
+    /* without tail: the default 100 lines hold the first line too */
+    snprintf(lpath, sizeof(lpath), "/api/service/%s/instance/0/logs", sid);
+    assert_int_equal(th_http(f->root.api_port, "GET", lpath, f->admin, NULL, &lg), 200);
+    assert_non_null(strstr(oak_json_str(lg, "logs"), "hi\n"));
+    json_decref(lg);
+    /* errors: no such instance (404), bad tail (400), no token (401) */
+    snprintf(lpath, sizeof(lpath), "/api/service/%s/instance/7/logs", sid);
+    assert_int_equal(th_http(f->root.api_port, "GET", lpath, f->admin, NULL, NULL), 404);
+    snprintf(lpath, sizeof(lpath), "/api/service/%s/instance/0/logs?tail=0", sid);
+    assert_int_equal(th_http(f->root.api_port, "GET", lpath, f->admin, NULL, NULL), 400);
+    snprintf(lpath, sizeof(lpath), "/api/service/%s/instance/0/logs", sid);
+    assert_int_equal(th_http(f->root.api_port, "GET", lpath, NULL, NULL, NULL), 401);
+    /* the worker list at the root */
+    json_t *nodes = NULL;
+    for (int t = 0; t < 20000; t += 200) {
+        json_decref(nodes);
+        nodes = root_get(f, "/api/nodes/");
+        if (json_array_size(nodes) == 1 &&
+            oak_json_int(json_array_get(nodes, 0), "instances", 0) == 1)
+            break;
+        sleep_ms(200);
+    }
+    assert_int_equal(json_array_size(nodes), 1);
+    json_t *nd = json_array_get(nodes, 0);
+    assert_string_equal(oak_json_str(nd, "node_id"), f->a.node_id);
+    assert_string_equal(oak_json_str(nd, "status"), "active");
+    assert_int_equal(oak_json_int(nd, "instances", 0), 1);
+    assert_true(oak_json_int(nd, "cpu_cores", 0) >= 1);
+    assert_true(oak_json_int(nd, "memory_mb", 0) > 0);
+    json_decref(nodes);
+
     undeploy(f, sid, 0);
     assert_gone(f, &f->a, sid, 0, cid);
     for (int t = 0; t < 5000; t += 100) {

@@ -743,6 +743,22 @@ static void test_instances(void **state)
     assert_null(oak_json_str(in, "cluster_id"));
     assert_string_equal(oak_json_str(svc, "status"), "NO_CLUSTER_CAPACITY");
     json_decref(svc);
+    /* its logs: not on a worker (409, saying so); no such instance (404) */
+    out = NULL;
+    assert_int_equal(httpf(fx, "GET", fx->admin, NULL, &out, "/api/service/%s/instance/0/logs", sid),
+                     409);
+    assert_non_null(strstr(oak_json_str(out, "message"), "not on a worker"));
+    json_decref(out);
+    assert_int_equal(httpf(fx, "GET", fx->admin, NULL, NULL, "/api/service/%s/instance/5/logs", sid),
+                     404);
+    assert_int_equal(
+        httpf(fx, "GET", fx->admin, NULL, NULL, "/api/service/%s/instance/0/logs?tail=x", sid), 400);
+    /* no cluster, no workers */
+    out = NULL;
+    assert_int_equal(httpf(fx, "GET", fx->admin, NULL, &out, "/api/nodes/"), 200);
+    assert_true(json_is_array(out) && json_array_size(out) == 0);
+    json_decref(out);
+    assert_int_equal(httpf(fx, "GET", fx->admin, NULL, NULL, "/api/nodes/?cluster=nope"), 404);
 
     /* replicas: 3 -> three instances at once */
     char *app3 = create_app(fx, fx->admin, sla_one("triple", "test", "web", 3));

@@ -322,6 +322,32 @@ static void test_save_file(void **state)
     (void)state;
 }
 
+static void test_string_lossy(void **state)
+{
+    /* valid UTF-8 (ASCII, 2-, 3-, 4-byte sequences, NUL) is kept */
+    const char ok[] = "a\0b \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    json_t *j = oak_json_string_lossy(ok, sizeof(ok) - 1);
+    assert_int_equal(json_string_length(j), sizeof(ok) - 1);
+    assert_memory_equal(json_string_value(j), ok, sizeof(ok) - 1);
+    json_decref(j);
+    /* invalid bytes: a lone continuation, a cut sequence, an overlong form,
+     * a surrogate, 0xff -> one U+FFFD each */
+    const char bad[] = "x\x80y\xe2\x82z\xc0\xafw\xed\xa0\x80v\xff";
+    j = oak_json_string_lossy(bad, sizeof(bad) - 1);
+    assert_non_null(j);
+    const char *v = json_string_value(j);
+    assert_non_null(strstr(v, "x\xef\xbf\xbdy"));
+    assert_non_null(strstr(v, "z\xef\xbf\xbd\xef\xbf\xbdw"));
+    assert_true(strlen(v) > 0 && v[strlen(v) - 1] == (char)0xbd);
+    char *dumped = json_dumps(j, JSON_ENCODE_ANY); /* valid JSON */
+    assert_non_null(dumped);
+    free(dumped);
+    json_decref(j);
+    j = oak_json_string_lossy(NULL, 0);
+    assert_string_equal(json_string_value(j), "");
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_parse_object), cmocka_unit_test(test_getters),
         cmocka_unit_test(test_dump),         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_save_file),
+        cmocka_unit_test(test_string_lossy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -984,6 +984,69 @@ static void test_error_cap_and_message(void **state)
     (void)state;
 }
 
+static void test_logs(void **state)
+{
+    oak_err_t err = OAK_ERR_INIT;
+    wp_logs_req_t q;
+    const char *rq = "{\"request_id\":\"L7\",\"service_id\":\"0123456789abcdef01234567\","
+                     "\"instance_number\":3,\"tail\":50}";
+    assert_int_equal(wp_parse_logs_req(rq, strlen(rq), &q, &err), 0);
+    assert_string_equal(q.request_id, "L7");
+    assert_int_equal(q.instance_number, 3);
+    assert_int_equal(q.tail, 50);
+    const char *bad = "{\"request_id\":\"a/b\",\"service_id\":\"x\",\"instance_number\":-1,"
+                      "\"tail\":0}";
+    assert_int_equal(wp_parse_logs_req(bad, strlen(bad), &q, &err), -1);
+    assert_int_equal(err.code, OAK_E_UNPROCESSABLE);
+    assert_int_equal(json_array_size(err.details), 4);
+    oak_err_clear(&err);
+
+    /* an answer with invalid UTF-8 and more than WP_MAX_LOGS bytes: built
+     * valid, cut at a line boundary, marked truncated */
+    size_t n = WP_MAX_LOGS + 5000;
+    char *big = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (i % 100 == 99) ? '\n' : 'a';
+    big[10] = (char)0xff;
+    big[n - 2] = 'Z';
+    big[n] = '\0';
+    wp_logs_t l = {.ok = true, .logs = big, .logs_len = n};
+    snprintf(l.request_id, sizeof(l.request_id), "L8");
+    json_t *p = wp_build_logs(&l);
+    char *s = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    wp_logs_t back;
+    assert_int_equal(wp_parse_logs(s, strlen(s), &back, &err), 0);
+    assert_true(back.ok && back.truncated);
+    assert_true(back.logs_len <= WP_MAX_LOGS);
+    assert_int_equal(back.logs[back.logs_len - 2], 'Z'); /* the newest bytes are kept */
+    assert_true((back.logs_len - n % 100) % 100 == 0); /* whole lines */
+    wp_logs_clear(&back);
+    free(s);
+    free(big);
+
+    /* an error answer needs error_code and error */
+    const char *e1 = "{\"request_id\":\"L9\",\"ok\":false}";
+    assert_int_equal(wp_parse_logs(e1, strlen(e1), &back, &err), -1);
+    assert_int_equal(json_array_size(err.details), 2);
+    oak_err_clear(&err);
+    const char *e2 = "{\"request_id\":\"L9\",\"ok\":false,\"error_code\":404,\"error\":\"gone\"}";
+    assert_int_equal(wp_parse_logs(e2, strlen(e2), &back, &err), 0);
+    assert_false(back.ok);
+    assert_int_equal(back.error_code, 404);
+    assert_string_equal(back.error, "gone");
+    assert_null(back.logs);
+    wp_logs_clear(&back);
+    /* topics */
+    char *t = wp_topic("n1", WP_LOGS_REQ);
+    assert_string_equal(t, "nodes/n1/control/logs");
+    free(t);
+    char id[WP_NODE_ID_MAX + 1];
+    wp_kind_t k;
+    assert_int_equal(wp_topic_parse("nodes/n1/logs", id, &k), 0);
+    assert_int_equal(k, WP_LOGS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -997,6 +1060,7 @@ int main(void)
         cmocka_unit_test(test_syntax),
         cmocka_unit_test(test_zeroed_on_failure),
         cmocka_unit_test(test_error_cap_and_message),
+        cmocka_unit_test(test_logs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
