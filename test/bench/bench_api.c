@@ -1,8 +1,13 @@
 /* Benchmark: REST read latency of the real system-manager under concurrent
  * keep-alive load. Starts the daemon (release build from OAK_BUILD_DIR),
  * creates an application, then T threads issue GET /api/application/<id>
- * for D seconds each over one keep-alive connection.
- * Usage: bench_api [threads] [seconds] */
+ * for D seconds each over one keep-alive connection. The daemon's RSS is
+ * read before the load (one application, no cluster: the system-manager
+ * alone) and after it.
+ * Usage: bench_api [threads] [seconds]
+ * Result lines: RESULT api_read_{p50,p99} <us> us, api_read_rps <n> per_s,
+ * api_read_errors <n> count, system_manager_alone_rss <kB> kB,
+ * system_manager_after_load_rss <kB> kB. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,6 +18,7 @@
 #include "lib/oak_alloc.h"
 #include "lib/oak_json.h"
 #include "lib/oak_loop.h"
+#include "test/bench/bench.h"
 #include "test/common/harness.h"
 
 typedef struct {
@@ -58,20 +64,6 @@ static void *run(void *arg)
     return NULL;
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -100,7 +92,9 @@ int main(int argc, char **argv)
         th_stop(&d, SIGKILL);
         return 1;
     }
-    printf("system_manager_idle_rss_kb=%ld\n", rss_kb(d.pid));
+    long rss0 = bench_rss_kb(d.pid, NULL, NULL);
+    printf("system_manager_idle_rss_kb=%ld\n", rss0);
+    bench_result("system_manager_alone_rss", (double)rss0, "kB");
     const char *appid = oak_json_str(json_array_get(out, 0), "_id");
     char url[256], auth[1024];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/application/%s", d.api_port, appid);
@@ -130,7 +124,15 @@ int main(int argc, char **argv)
            threads, secs, total, errors, (double)total / secs,
            (unsigned long long)(total ? all[total / 2] : 0),
            (unsigned long long)(total ? all[total * 99 / 100] : 0));
-    printf("system_manager_rss_after_load_kb=%ld\n", rss_kb(d.pid));
+    long rss1 = bench_rss_kb(d.pid, NULL, NULL);
+    printf("system_manager_rss_after_load_kb=%ld\n", rss1);
+    if (total > 0) {
+        bench_result("api_read_p50", (double)all[total / 2], "us");
+        bench_result("api_read_p99", (double)all[total * 99 / 100], "us");
+        bench_result("api_read_rps", (double)total / secs, "per_s");
+    }
+    bench_result("api_read_errors", (double)errors, "count");
+    bench_result("system_manager_after_load_rss", (double)rss1, "kB");
     th_stop(&d, SIGTERM);
     th_rmtree(dir);
     free(all);

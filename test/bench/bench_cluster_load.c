@@ -21,7 +21,11 @@
  * Prints per count:
  *   cluster_register workers=N seconds=X rate_per_s=Y all_online_s=Z
  *   cluster_load workers=N info_period_ms=P cm_cpu_percent=X cm_rss_kb=Y
- *   cluster_load_aux workers=N mosquitto_cpu_percent=X sim_cpu_percent=Y ... */
+ *   cluster_load_aux workers=N mosquitto_cpu_percent=X sim_cpu_percent=Y ...
+ * and result lines RESULT cluster_load_<N>_<what> <value> <unit> (with
+ * --broker-only: broker_load_<N>_<what>), <what> one of register_ok,
+ * register_s, register_rate, all_online_s, cm_cpu, cm_rss, workers_online,
+ * mosquitto_cpu, mosquitto_rss, sim_cpu, sim_rss, msgs_per_s, reconnects. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -41,6 +45,7 @@
 #include "lib/oak_cleanup.h"
 #include "lib/oak_json.h"
 #include "lib/oak_loop.h"
+#include "test/bench/bench.h"
 #include "test/common/harness.h"
 #include "test/common/mosquitto.h"
 #include "test/common/msim.h"
@@ -60,34 +65,6 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* utime + stime of pid in clock ticks, or -1. */
-static long long cpu_ticks(pid_t pid)
-{
-    char path[64], s[1024] = "";
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    _cleanup_fclose_ FILE *f = fopen(path, "r");
-    if (!f || !fgets(s, sizeof(s), f))
-        return -1;
-    /* the command name may hold spaces: fields count from the last ')' */
-    const char *p = strrchr(s, ')');
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
-}
-
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    _cleanup_fclose_ FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    return kb;
 }
 
 static long long workers_online(int port)
@@ -245,6 +222,14 @@ static int run_start(run_t *r, const bench_opts_t *o)
     return 0;
 }
 
+/* RESULT <kind>_<n>_<what> <v> <unit> */
+static void result(const char *kind, int n, const char *what, double v, const char *unit)
+{
+    char key[96];
+    snprintf(key, sizeof(key), "%s_%d_%s", kind, n, what);
+    bench_result(key, v, unit);
+}
+
 static int bench(int n, const bench_opts_t *o)
 {
     run_t r = {0};
@@ -305,33 +290,49 @@ static int bench(int n, const bench_opts_t *o)
     printf("cluster_register workers=%d ok=%d seconds=%.2f rate_per_s=%.0f all_online_s=%.1f\n", n,
            reg_ok, reg_s, rate, online_s);
     fflush(stdout);
+    const char *kind = o->broker_only ? "broker_load" : "cluster_load";
+    result(kind, n, "register_ok", reg_ok, "count");
+    result(kind, n, "register_s", reg_s, "s");
+    result(kind, n, "register_rate", rate, "per_s");
+    result(kind, n, "all_online_s", online_s, "s");
 
     /* let the connect burst settle, then measure */
     sleep_ms(3000);
     msim_stats_t s0, s1;
     msim_log_stats(r.sim_log, &s0);
     long hz = sysconf(_SC_CLK_TCK);
-    long long cm0 = o->broker_only ? 0 : cpu_ticks(r.cm.pid), mq0 = cpu_ticks(r.mq.pid),
-              sim0 = cpu_ticks(r.sim);
+    long long cm0 = o->broker_only ? 0 : bench_cpu_ticks(r.cm.pid), mq0 = bench_cpu_ticks(r.mq.pid),
+              sim0 = bench_cpu_ticks(r.sim);
     uint64_t w0 = oak_now_us();
     sleep_ms(o->seconds * 1000);
-    long long cm1 = o->broker_only ? 0 : cpu_ticks(r.cm.pid), mq1 = cpu_ticks(r.mq.pid),
-              sim1 = cpu_ticks(r.sim);
+    long long cm1 = o->broker_only ? 0 : bench_cpu_ticks(r.cm.pid), mq1 = bench_cpu_ticks(r.mq.pid),
+              sim1 = bench_cpu_ticks(r.sim);
     double wall = (double)(oak_now_us() - w0) / 1e6;
     msim_log_stats(r.sim_log, &s1);
 #define PCT(a, b) (100.0 * (double)((b) - (a)) / (double)hz / wall)
     if (!o->broker_only) {
         long long still = workers_online(r.cm.api_port);
+        long cm_rss = bench_rss_kb(r.cm.pid, NULL, NULL);
         printf("cluster_load workers=%d info_period_ms=%d cm_cpu_percent=%.1f cm_rss_kb=%ld "
                "workers_online=%lld\n",
-               n, o->info_period_ms, PCT(cm0, cm1), rss_kb(r.cm.pid), still);
+               n, o->info_period_ms, PCT(cm0, cm1), cm_rss, still);
+        result(kind, n, "cm_cpu", PCT(cm0, cm1), "percent");
+        result(kind, n, "cm_rss", cm_rss, "kB");
+        result(kind, n, "workers_online", still, "count");
     }
+    long mq_rss = bench_rss_kb(r.mq.pid, NULL, NULL), sim_rss = bench_rss_kb(r.sim, NULL, NULL);
+    double msgs = (double)(s1.msgs_out - s0.msgs_out) / wall;
     printf("cluster_load_aux workers=%d mosquitto_cpu_percent=%.1f mosquitto_rss_kb=%ld "
            "sim_cpu_percent=%.1f sim_rss_kb=%ld msgs_per_s=%.0f reconnects=%llu\n",
-           n, PCT(mq0, mq1), rss_kb(r.mq.pid), PCT(sim0, sim1), rss_kb(r.sim),
-           (double)(s1.msgs_out - s0.msgs_out) / wall,
+           n, PCT(mq0, mq1), mq_rss, PCT(sim0, sim1), sim_rss, msgs,
            (unsigned long long)(s1.reconnects - s0.reconnects));
     fflush(stdout);
+    result(kind, n, "mosquitto_cpu", PCT(mq0, mq1), "percent");
+    result(kind, n, "mosquitto_rss", mq_rss, "kB");
+    result(kind, n, "sim_cpu", PCT(sim0, sim1), "percent");
+    result(kind, n, "sim_rss", sim_rss, "kB");
+    result(kind, n, "msgs_per_s", msgs, "per_s");
+    result(kind, n, "reconnects", (double)(s1.reconnects - s0.reconnects), "count");
     rc = 0;
 out:
     run_stop(&r);

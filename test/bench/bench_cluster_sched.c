@@ -4,7 +4,9 @@
  * is followed by worker_reserve on the picked worker, as the cluster
  * manager does, so the table fills up while it runs. Prints one line per
  * worker count and policy.
- * Usage: bench_cluster_sched [decisions] [workers...]  (default 5000 1000 10000) */
+ * Usage: bench_cluster_sched [decisions] [workers...]  (default 5000 1000 10000)
+ * Result lines: RESULT cluster_sched_<workers>_<bestfit|spread>_{p50,p99,max} <us> us,
+ * RESULT cluster_sched_<workers>_<policy>_placed <n> count. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 
 #include "cluster_orchestrator/sched_worker.h"
 #include "lib/oak_alloc.h"
+#include "test/bench/bench.h"
 
 static uint64_t now_ns(void)
 {
@@ -83,6 +86,16 @@ static int run(int nworkers, int ndecisions, wsched_policy_t policy)
            nworkers, policy == WSCHED_SPREAD ? "spread" : "bestfit", ndecisions, placed,
            (double)lat[ndecisions / 2] / 1000.0, (double)lat[ndecisions * 99 / 100] / 1000.0,
            (double)lat[ndecisions - 1] / 1000.0);
+    const char *pname = policy == WSCHED_SPREAD ? "spread" : "bestfit";
+    const char *qname[] = {"p50", "p99", "max"};
+    size_t at[] = {(size_t)ndecisions / 2, (size_t)ndecisions * 99 / 100, (size_t)ndecisions - 1};
+    char key[96];
+    for (size_t k = 0; k < 3; k++) {
+        snprintf(key, sizeof(key), "cluster_sched_%d_%s_%s", nworkers, pname, qname[k]);
+        bench_result(key, (double)lat[at[k]] / 1000.0, "us");
+    }
+    snprintf(key, sizeof(key), "cluster_sched_%d_%s_placed", nworkers, pname);
+    bench_result(key, placed, "count");
     json_decref(arm);
     free(lat);
     workers_free(ws);

@@ -2,12 +2,14 @@
  * cluster-manager, a local registry holding the busybox test image and one
  * real node-engine (the build directory's, release in `make bench`), all
  * with their default timings, then measures:
- *   1. node-engine idle with no instance: RSS (VmRSS of /proc/<pid>/status)
- *      and CPU (utime + stime of /proc/<pid>/stat over the window, % of one
- *      core);
+ *   1. idle with no instance: RSS (VmRSS of /proc/<pid>/status, with its
+ *      anonymous and file-backed parts) and CPU (utime + stime of
+ *      /proc/<pid>/stat over the window, % of one core) of the node-engine,
+ *      and over the same window of the cluster-manager, the system-manager
+ *      and mosquitto (the cluster has this one worker);
  *   2. the same with 50 instances of `sh -c 'sleep 100000'` RUNNING (one
  *      service with "replicas": 50, memory 16, vcpus 0);
- *   3. deploy latency with the image cached: 20 times POST
+ *   3. deploy latency with the image cached: N times POST
  *      /api/service/<id>/instance at the root, then GET the service every
  *      5 ms until one more instance is RUNNING (both schedulers, the worker
  *      and the status back to the root); also from the moment the worker's
@@ -20,13 +22,18 @@
  * cgroups and mounts removed at the end; on SIGINT/SIGTERM the daemons are
  * stopped too. Single-threaded.
  *
- * Usage: bench_node [--seconds S] [--deploys N]   (defaults 20, 20)
+ * Usage: bench_node [--seconds S] [--deploys N]   (defaults 20, 50)
  * Prints:
- *   node_engine_idle instances=0 rss_kb=.. cpu_percent=.. rss_anon_kb=.. rss_file_kb=..
- *   node_engine_idle instances=50 rss_kb=.. cpu_percent=.. rss_anon_kb=.. rss_file_kb=..
- *   deploy_latency n=20 p50_ms=.. p95_ms=..
- *   deploy_latency_worker n=20 p50_ms=.. p95_ms=..
- *   image_pull bytes=.. blobs=.. p50_ms=.. bytes_per_s=.. */
+ *   <daemon>_idle instances=0|50 seconds=S rss_kb=.. cpu_percent=.. rss_anon_kb=.. rss_file_kb=..
+ *     (daemon: node_engine, cluster_manager, system_manager, mosquitto)
+ *   deploy_latency n=N p50_ms=.. p95_ms=.. min_ms=.. max_ms=..
+ *   deploy_latency_worker n=N p50_ms=.. p95_ms=..
+ *   image_pull bytes=.. blobs=.. p50_ms=.. bytes_per_s=..
+ * and the result lines (test/bench/bench.h)
+ *   RESULT idle<0|50>_<daemon>_{rss,rss_anon,rss_file} <kB> kB, ..._cpu <x> percent
+ *   RESULT deploy_{p50,p95,min,max} <ms> ms, deploy_n <n> count,
+ *          deploy_worker_{p50,p95} <ms> ms, deploy_worker_n <n> count
+ *   RESULT image_pull_{p50,min} <ms> ms, image_pull_bytes <n> B, image_pull_blobs <n> count */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +49,7 @@
 #include "lib/oak_json.h"
 #include "lib/oak_loop.h"
 #include "node_engine/image.h"
+#include "test/bench/bench.h"
 #include "test/common/harness.h"
 #include "test/common/mosquitto.h"
 #include "test/common/nodeengine.h"
@@ -73,36 +81,6 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* utime + stime of pid in clock ticks, or -1. */
-static long long cpu_ticks(pid_t pid)
-{
-    char path[64], s[1024] = "";
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    _cleanup_fclose_ FILE *f = fopen(path, "r");
-    if (!f || !fgets(s, sizeof(s), f))
-        return -1;
-    const char *p = strrchr(s, ')');
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
-}
-
-/* VmRSS of pid in kB (-1 when unknown), with its anonymous and file-backed
- * parts (shared libraries are most of the latter). */
-static long rss_kb(pid_t pid, long *anon, long *file)
-{
-    char path[64], line[256];
-    long kb = -1;
-    *anon = *file = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    _cleanup_fclose_ FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) != 1 && sscanf(line, "RssAnon: %ld kB", anon) != 1)
-            sscanf(line, "RssFile: %ld kB", file);
-    return kb;
 }
 
 static void dump(const char *path)
@@ -290,32 +268,41 @@ static int wait_running(fx_t *f, const char *sid, int n, int ms)
     }
 }
 
+/* Idle CPU (utime + stime over the window, % of one core) and RSS of the
+ * node engine, the cluster manager, the system manager and the broker,
+ * measured together over the same window. */
 static void measure_idle(fx_t *f, int instances_n, int seconds)
 {
+    static const char *names[] = {"node_engine", "cluster_manager", "system_manager", "mosquitto"};
+    pid_t pids[] = {f->ne.pid, f->cm.pid, f->root.pid, f->mq.pid};
+    enum { N = sizeof(pids) / sizeof(pids[0]) };
+    long long c0[N], c1[N];
     long hz = sysconf(_SC_CLK_TCK);
-    long long c0 = cpu_ticks(f->ne.pid);
+    for (int i = 0; i < N; i++)
+        c0[i] = bench_cpu_ticks(pids[i]);
     uint64_t w0 = oak_now_us();
     sleep_ms(seconds * 1000);
-    long long c1 = cpu_ticks(f->ne.pid);
+    for (int i = 0; i < N; i++)
+        c1[i] = bench_cpu_ticks(pids[i]);
     double wall = (double)(oak_now_us() - w0) / 1e6;
-    long anon, file, rss = rss_kb(f->ne.pid, &anon, &file);
-    printf("node_engine_idle instances=%d rss_kb=%ld cpu_percent=%.2f rss_anon_kb=%ld "
-           "rss_file_kb=%ld\n",
-           instances_n, rss, 100.0 * (double)(c1 - c0) / (double)hz / wall, anon, file);
+    char key[96];
+    for (int i = 0; i < N; i++) {
+        long anon, file, rss = bench_rss_kb(pids[i], &anon, &file);
+        double cpu =
+            c0[i] < 0 || c1[i] < 0 ? -1 : 100.0 * (double)(c1[i] - c0[i]) / (double)hz / wall;
+        printf("%s_idle instances=%d seconds=%d rss_kb=%ld cpu_percent=%.2f rss_anon_kb=%ld "
+               "rss_file_kb=%ld\n",
+               names[i], instances_n, seconds, rss, cpu, anon, file);
+        snprintf(key, sizeof(key), "idle%d_%s_rss", instances_n, names[i]);
+        bench_result(key, (double)rss, "kB");
+        snprintf(key, sizeof(key), "idle%d_%s_rss_anon", instances_n, names[i]);
+        bench_result(key, (double)anon, "kB");
+        snprintf(key, sizeof(key), "idle%d_%s_rss_file", instances_n, names[i]);
+        bench_result(key, (double)file, "kB");
+        snprintf(key, sizeof(key), "idle%d_%s_cpu", instances_n, names[i]);
+        bench_result(key, cpu, "percent");
+    }
     fflush(stdout);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The q-quantile (nearest rank) of the n sorted values. */
-static double quantile(const double *v, int n, double q)
-{
-    int k = (int)(q * n + 0.999999) - 1;
-    return v[k < 0 ? 0 : k >= n ? n - 1 : k];
 }
 
 static int deploy_latency(fx_t *f, int n)
@@ -358,14 +345,22 @@ static int deploy_latency(fx_t *f, int n)
             wlat[nw++] = (double)(t1 - tw) / 1000.0;
     }
     if (rc == 0) {
-        qsort(lat, (size_t)n, sizeof(double), cmp_double);
+        qsort(lat, (size_t)n, sizeof(double), bench_cmp_double);
         printf("deploy_latency n=%d p50_ms=%.1f p95_ms=%.1f min_ms=%.1f max_ms=%.1f\n", n,
-               quantile(lat, n, 0.5), quantile(lat, n, 0.95), lat[0], lat[n - 1]);
+               bench_quantile(lat, n, 0.5), bench_quantile(lat, n, 0.95), lat[0], lat[n - 1]);
+        bench_result("deploy_n", n, "count");
+        bench_result("deploy_p50", bench_quantile(lat, n, 0.5), "ms");
+        bench_result("deploy_p95", bench_quantile(lat, n, 0.95), "ms");
+        bench_result("deploy_min", lat[0], "ms");
+        bench_result("deploy_max", lat[n - 1], "ms");
         if (nw > 0) {
-            qsort(wlat, (size_t)nw, sizeof(double), cmp_double);
+            qsort(wlat, (size_t)nw, sizeof(double), bench_cmp_double);
             printf("deploy_latency_worker n=%d p50_ms=%.1f p95_ms=%.1f (desired state on the "
                    "worker -> RUNNING at the root)\n",
-                   nw, quantile(wlat, nw, 0.5), quantile(wlat, nw, 0.95));
+                   nw, bench_quantile(wlat, nw, 0.5), bench_quantile(wlat, nw, 0.95));
+            bench_result("deploy_worker_n", nw, "count");
+            bench_result("deploy_worker_p50", bench_quantile(wlat, nw, 0.5), "ms");
+            bench_result("deploy_worker_p95", bench_quantile(wlat, nw, 0.95), "ms");
         }
         fflush(stdout);
     }
@@ -431,12 +426,16 @@ static int pull_bench(fx_t *f, int rounds)
         th_rmtree(dir);
     }
     if (rc == 0) {
-        qsort(ms, (size_t)rounds, sizeof(double), cmp_double);
-        double p50 = quantile(ms, rounds, 0.5);
+        qsort(ms, (size_t)rounds, sizeof(double), bench_cmp_double);
+        double p50 = bench_quantile(ms, rounds, 0.5);
         printf("image_pull fresh_store=1 rounds=%d bytes=%llu blobs=%u p50_ms=%.1f min_ms=%.1f "
                "bytes_per_s=%.0f\n",
                rounds, (unsigned long long)bytes, blobs, p50, ms[0],
                (double)bytes / (p50 / 1000.0));
+        bench_result("image_pull_p50", p50, "ms");
+        bench_result("image_pull_min", ms[0], "ms");
+        bench_result("image_pull_bytes", (double)bytes, "B");
+        bench_result("image_pull_blobs", blobs, "count");
         fflush(stdout);
     }
     free(ms);
@@ -445,7 +444,7 @@ static int pull_bench(fx_t *f, int rounds)
 
 int main(int argc, char **argv)
 {
-    int seconds = 20, deploys = 20;
+    int seconds = 20, deploys = 50;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atoi(argv[++i]);

@@ -15,6 +15,7 @@
 #include "root_orchestrator/clusters.h"
 #include "root_orchestrator/instances.h"
 #include "root_orchestrator/sched_cluster.h"
+#include "test/bench/bench.h"
 #include "test/common/harness.h"
 
 static int cmp_u64(const void *a, const void *b)
@@ -90,6 +91,11 @@ int main(int argc, char **argv)
     qsort(lat, (size_t)nplace, sizeof(uint64_t), cmp_u64);
     printf("root_sched_decision clusters=%d n=%d p50_us=%llu p99_us=%llu\n", nclusters, nplace,
            (unsigned long long)lat[nplace / 2], (unsigned long long)lat[nplace * 99 / 100]);
+    char key[64];
+    snprintf(key, sizeof(key), "root_sched_%d_p50", nclusters);
+    bench_result(key, (double)lat[nplace / 2], "us");
+    snprintf(key, sizeof(key), "root_sched_%d_p99", nclusters);
+    bench_result(key, (double)lat[nplace * 99 / 100], "us");
 
     int nfull = nplace > 500 ? 500 : nplace;
     uint64_t t0 = oak_now_us();
@@ -104,6 +110,10 @@ int main(int argc, char **argv)
         strcmp(oak_json_str(in, "status"), "CLUSTER_SCHEDULED") == 0;
     printf("root_place_persisted clusters=%d n=%d placed=%zu mean_us=%llu\n", nclusters, nfull,
            placed, (unsigned long long)(dt / (uint64_t)nfull));
+    if (placed == (size_t)nfull) {
+        snprintf(key, sizeof(key), "root_place_persisted_%d_mean", nclusters);
+        bench_result(key, (double)(dt / (uint64_t)nfull), "us");
+    }
     free(lat);
     json_decref(svc);
     clusters_free(r.clusters);
