@@ -299,24 +299,11 @@ static int cmd_show(cli_t *c, int argc, char **argv, oak_err_t *err)
 
 static int cmd_delete(cli_t *c, int argc, char **argv, oak_err_t *err)
 {
-    _cleanup_free_ char **pos = xcalloc((size_t)argc + 1, sizeof(char *));
-    int rc = cli_args_words(c, argc, argv, 1,
-                            "usage: oakctl app delete ID\n"
-                            "Undeploys every instance, deletes the application and its "
-                            "services.\n",
-                            pos, err);
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
-    _cleanup_free_ char *id = cli_escape(pos[0]);
-    _cleanup_free_ char *path = xasprintf("/api/application/%s", id);
-    json_auto_t *reply = NULL;
-    if (cli_request(c, "DELETE", path, NULL, &reply, err) < 0)
-        return -1;
-    if (c->output == CLI_OUT_JSON)
-        cli_print_json(reply);
-    else
-        printf("application %s deleted\n", pos[0]);
-    return 0;
+    return cli_args_delete(c, argc, argv,
+                           "usage: oakctl app delete ID\n"
+                           "Undeploys every instance, deletes the application and its "
+                           "services.\n",
+                           "/api/application/", "application", err);
 }
 
 int cli_app_main(cli_t *c, int argc, char **argv, oak_err_t *err)

@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_client.h"
+#include "lib/oak_alloc.h"
+#include "lib/oak_cleanup.h"
+#include "lib/oak_json.h"
+
 static const char *const output_names[] = {"table", "json"};
 
 /* Applies a global option; returns 1 if name was one, 0 if not, -1 on a
@@ -141,5 +146,24 @@ int cli_args_int(const char *s, const char *what, long long min, long long max, 
                            "%s must be an integer between %lld and %lld, not '%s'", what, min, max,
                            s ? s : "");
     *out = v;
+    return 0;
+}
+
+int cli_args_delete(cli_t *c, int argc, char **argv, const char *usage, const char *prefix,
+                    const char *what, oak_err_t *err)
+{
+    _cleanup_free_ char **pos = xcalloc((size_t)argc + 1, sizeof(char *));
+    int rc = cli_args_words(c, argc, argv, 1, usage, pos, err);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    _cleanup_free_ char *id = cli_escape(pos[0]);
+    _cleanup_free_ char *path = xasprintf("%s%s", prefix, id);
+    json_auto_t *reply = NULL;
+    if (cli_request(c, "DELETE", path, NULL, &reply, err) < 0)
+        return -1;
+    if (c->output == CLI_OUT_JSON)
+        cli_print_json(reply);
+    else
+        printf("%s %s deleted\n", what, pos[0]);
     return 0;
 }

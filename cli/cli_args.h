@@ -45,4 +45,10 @@ int cli_args_words(cli_t *c, int argc, char **argv, int want, const char *usage,
 int cli_args_int(const char *s, const char *what, long long min, long long max, long long *out,
                  oak_err_t *err);
 
+/* `oakctl <noun> delete ID`: one word (usage as for cli_args_words), then
+ * DELETE <prefix><escaped ID>; prints the reply (-o json) or "<what> ID
+ * deleted". Returns 0, or -1 with err set. */
+int cli_args_delete(cli_t *c, int argc, char **argv, const char *usage, const char *prefix,
+                    const char *what, oak_err_t *err);
+
 #endif

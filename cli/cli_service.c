@@ -217,23 +217,10 @@ static int cmd_scale(cli_t *c, int argc, char **argv, oak_err_t *err)
 
 static int cmd_service_delete(cli_t *c, int argc, char **argv, oak_err_t *err)
 {
-    _cleanup_free_ char **pos = xcalloc((size_t)argc + 1, sizeof(char *));
-    int rc = cli_args_words(c, argc, argv, 1,
-                            "usage: oakctl service delete SERVICE_ID\n"
-                            "Undeploys every instance of the service and deletes it.\n",
-                            pos, err);
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
-    _cleanup_free_ char *esc = cli_escape(pos[0]);
-    _cleanup_free_ char *path = xasprintf("/api/service/%s", esc);
-    json_auto_t *reply = NULL;
-    if (cli_request(c, "DELETE", path, NULL, &reply, err) < 0)
-        return -1;
-    if (c->output == CLI_OUT_JSON)
-        cli_print_json(reply);
-    else
-        printf("service %s deleted\n", pos[0]);
-    return 0;
+    return cli_args_delete(c, argc, argv,
+                           "usage: oakctl service delete SERVICE_ID\n"
+                           "Undeploys every instance of the service and deletes it.\n",
+                           "/api/service/", "service", err);
 }
 
 int cli_service_main(cli_t *c, int argc, char **argv, oak_err_t *err)
