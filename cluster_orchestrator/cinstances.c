@@ -17,6 +17,7 @@
 #include "cluster_orchestrator/root_link.h"
 #include "cluster_orchestrator/sched_worker.h"
 #include "cluster_orchestrator/worker_proto.h"
+#include "cluster_orchestrator/wlink.h"
 #include "cluster_orchestrator/workers.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_cleanup.h"
@@ -95,12 +96,9 @@ static void release(cm_t *cm, json_t *d)
 
 static void publish(cm_t *cm, const char *worker_id, wp_kind_t kind, json_t *payload)
 {
-    _cleanup_free_ char *topic = wp_topic(worker_id, kind);
-    _cleanup_free_ char *s = oak_json_dump(payload);
     oak_err_t err = OAK_ERR_INIT;
-    json_decref(payload);
-    if (oak_mqtt_publish(cm->mqtt, topic, s, strlen(s), 1, false, &err) < 0) {
-        log_warn("publish %s: %s", topic, err.msg);
+    if (wlink_publish(cm, worker_id, kind, payload, &err) < 0) {
+        log_warn("publish %s to %s: %s", wp_kind_name(kind), worker_id, err.msg);
         oak_err_clear(&err);
     }
 }

@@ -26,6 +26,7 @@ typedef struct cm {
     int mqtt_port;    /* advertised to workers */
     int worker_keepalive_s;
     long worker_dead_s; /* silence after which a worker is considered dead */
+    double started;     /* wall time this manager started */
     long handback_s;    /* an instance no worker can take goes back to the root after this */
     int max_restarts;   /* FAILED/DEAD restarts before an instance stays FAILED */
     int sched_spread;   /* 1: spread, 0: best fit */

@@ -13,6 +13,7 @@
 
 #include "cluster_orchestrator/root_link.h"
 #include "cluster_orchestrator/worker_proto.h"
+#include "cluster_orchestrator/wlink.h"
 #include "cluster_orchestrator/workers.h"
 #include "lib/oak_alloc.h"
 #include "lib/oak_cleanup.h"
@@ -96,10 +97,7 @@ void crelay_logs_request(cm_t *cm, const Oak__Cluster__V1__Command *cmd)
     snprintf(r.request_id, sizeof(r.request_id), "%s", rid);
     snprintf(r.service_id, sizeof(r.service_id), "%s", sid);
     r.tail = cmd->tail < 1 ? 100 : cmd->tail > WP_MAX_TAIL ? WP_MAX_TAIL : cmd->tail;
-    json_auto_t *payload = wp_build_logs_req(&r);
-    _cleanup_free_ char *topic = wp_topic(w->id, WP_LOGS_REQ);
-    _cleanup_free_ char *s = oak_json_dump(payload);
-    if (oak_mqtt_publish(cm->mqtt, topic, s, strlen(s), 1, false, &err) < 0) {
+    if (wlink_publish(cm, w->id, WP_LOGS_REQ, wp_build_logs_req(&r), &err) < 0) {
         answer_error(cm, rid, w->id, 503, "cannot reach worker %s: %s", w->id, err.msg);
         oak_err_clear(&err);
         return;

@@ -220,6 +220,7 @@ int main(int argc, char **argv)
     cm.mqtt_port = (int)oak_config_int(opts, "mqtt_port");
     cm.worker_keepalive_s = (int)oak_config_int(opts, "worker_keepalive_s");
     cm.worker_dead_s = (long)oak_config_int(opts, "worker_dead_s");
+    cm.started = oak_wall_time();
     cm.handback_s = (long)oak_config_int(opts, "handback_s");
     cm.max_restarts = (int)oak_config_int(opts, "max_restarts");
     cm.sched_spread = strcmp(policy, "spread") == 0;

@@ -1,7 +1,11 @@
 /* Worker link: MQTT dispatch, liveness and HTTP registration (see wlink.h).
  * A worker is online from its first message after connecting until its
  * last will ({"status":"offline"}, published by the broker 1.5 keepalives
- * after the connection dies) or worker_dead_s of silence. */
+ * after the connection dies) or worker_dead_s of silence. Whenever a worker
+ * comes back online by any message but its connect sequence (status, then
+ * state), it is asked for its state (control/state), so that instances moved
+ * away meanwhile are deleted there and deploys it missed are sent again;
+ * the same happens for every worker after this manager restarts. */
 #include "cluster_orchestrator/wlink.h"
 
 #include <openssl/crypto.h>
@@ -21,17 +25,47 @@
 #include "lib/oak_log.h"
 #include "lib/oak_mqtt.h"
 
-static void set_online(cm_t *cm, worker_t *w, bool online, const char *why)
+int wlink_publish(cm_t *cm, const char *worker_id, wp_kind_t kind, json_t *payload,
+                  oak_err_t *err)
+{
+    _cleanup_free_ char *topic = wp_topic(worker_id, kind);
+    _cleanup_free_ char *s = oak_json_dump(payload);
+    json_decref(payload);
+    if (!cm->mqtt)
+        return oak_err_set(err, OAK_E_UNAVAILABLE, "not connected to the broker");
+    return oak_mqtt_publish(cm->mqtt, topic, s, strlen(s), 1, false, err);
+}
+
+static void request_state(cm_t *cm, worker_t *w, const char *reason)
+{
+    wp_state_req_t q;
+    oak_err_t err = OAK_ERR_INIT;
+    snprintf(q.reason, sizeof(q.reason), "%s", reason);
+    if (wlink_publish(cm, w->id, WP_STATE_REQ, wp_build_state_req(&q), &err) < 0) {
+        log_warn("asking worker %s for its state: %s", w->id, err.msg);
+        oak_err_clear(&err);
+    }
+}
+
+/* resync: ask the worker for its state when it comes back online (not
+ * needed when the message is its state, or its connect status, which the
+ * worker follows with its state). */
+static void set_online(cm_t *cm, worker_t *w, bool online, const char *why, bool resync)
 {
     if (w->online == online)
         return;
+    bool was_unconfirmed = w->unconfirmed;
     w->online = online;
+    w->unconfirmed = false;
     cm->capacity_dirty = true;
     cm->workers_dirty = true;
     log_info("worker %s (%s) is %s%s%s", w->host ? w->host : "", w->id,
              online ? "online" : "offline", why ? ": " : "", why ? why : "");
     if (!online)
         cinst_on_worker_lost(cm, w->id, why ? why : "offline");
+    else if (resync)
+        request_state(cm, w,
+                      was_unconfirmed ? "the cluster manager restarted" : "back online after silence");
 }
 
 static void on_msg(const char *topic, const void *payload, size_t len, void *ctx)
@@ -53,7 +87,8 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
         bool online = false;
         if (wp_parse_status(payload, len, &online, &err) < 0)
             break;
-        set_online(cm, w, online, online ? NULL : "its connection to the broker broke (last will)");
+        set_online(cm, w, online, online ? NULL : "its connection to the broker broke (last will)",
+                   false);
         return;
     }
     case WP_INFORMATION: {
@@ -63,7 +98,7 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
         if (worker_apply_info(w, info))
             cm->capacity_dirty = true;
         json_decref(info);
-        set_online(cm, w, true, NULL);
+        set_online(cm, w, true, NULL, true);
         return;
     }
     case WP_STATE: {
@@ -71,7 +106,7 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
         size_t n = 0;
         if (wp_parse_state(payload, len, &v, &n, &err) < 0)
             break;
-        set_online(cm, w, true, NULL);
+        set_online(cm, w, true, NULL, false);
         cinst_on_worker_state(cm, w->id, v, n);
         free(v);
         return;
@@ -80,13 +115,13 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
         wp_job_t job;
         if (wp_parse_job(payload, len, &job, &err) < 0)
             break;
-        set_online(cm, w, true, NULL);
+        set_online(cm, w, true, NULL, true);
         cinst_on_worker_status(cm, w->id, job.service_id, job.instance_number, job.generation,
                                wp_status_name(job.status), job.status_detail);
         return;
     }
     case WP_RESOURCES:
-        set_online(cm, w, true, NULL);
+        set_online(cm, w, true, NULL, true);
         return;
     case WP_LOGS:
         crelay_logs_answer(cm, w->id, payload, len);
@@ -100,9 +135,22 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
 
 static void on_conn(bool connected, const char *reason, void *ctx)
 {
-    if (connected)
-        log_info("connected to the MQTT broker");
-    else
+    cm_t *cm = ctx;
+    if (connected) {
+        /* deploys and deletes may have been lost while we were away (or
+         * before a restart): every worker we know reconciles with us */
+        size_t asked = 0;
+        for (size_t i = 0; i < workers_count(cm->workers); i++) {
+            worker_t *w = workers_at(cm->workers, i);
+            if (w->online || w->unconfirmed) {
+                request_state(cm, w,
+                              w->unconfirmed ? "the cluster manager restarted"
+                                             : "the cluster manager reconnected to the broker");
+                asked++;
+            }
+        }
+        log_info("connected to the MQTT broker; asked %zu worker(s) for their state", asked);
+    } else
         log_warn("MQTT broker connection lost: %s", reason ? reason : "unknown");
 }
 
@@ -127,7 +175,12 @@ void wlink_tick(cm_t *cm)
     for (size_t i = 0; i < workers_count(cm->workers); i++) {
         worker_t *w = workers_at(cm->workers, i);
         if (w->online && now - w->last_seen > (double)cm->worker_dead_s)
-            set_online(cm, w, false, "silent");
+            set_online(cm, w, false, "silent", false);
+        else if (w->unconfirmed && now - cm->started > (double)cm->worker_dead_s) {
+            /* known from before the restart but silent since: move its instances */
+            w->unconfirmed = false;
+            cinst_on_worker_lost(cm, w->id, "not heard from since the cluster manager restarted");
+        }
     }
 }
 
@@ -197,7 +250,7 @@ static void h_register(const oak_http_req_t *req, oak_http_resp_t *resp, void *c
      * capacity it declared) until its MQTT session says otherwise or it
      * stays silent for worker_dead_s */
     w->last_seen = oak_wall_time();
-    set_online(cm, w, true, NULL);
+    set_online(cm, w, true, NULL, false); /* it sends its state once connected */
     cm->capacity_dirty = true;
     cm->workers_dirty = true;
     log_info("worker %s registered as %s from %s", w->host, w->id, w->ip);

@@ -205,6 +205,7 @@ static const char *const kind_suffix[] = {
     [WP_DELETE] = "control/delete",
     [WP_LOGS_REQ] = "control/logs",
     [WP_LOGS] = "logs",
+    [WP_STATE_REQ] = "control/state",
 };
 
 const char *wp_kind_name(wp_kind_t kind)
@@ -1161,6 +1162,40 @@ json_t *wp_build_delete(const wp_delete_t *d)
                           d->instance_number, "generation", (json_int_t)d->generation);
     if (d->job_name[0])
         json_object_set_new(o, "job_name", json_string(d->job_name));
+    return o;
+}
+
+/* ---- state request ---- */
+
+int wp_parse_state_req(const void *p, size_t len, wp_state_req_t *out, oak_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    json_auto_t *doc = NULL;
+    if (load(p, len, "state request", &doc, err) < 0)
+        return -1;
+    vctx_t v = {.count = 0};
+    wp_state_req_t r = {.reason = ""};
+    const json_t *o = top(&v, doc);
+    if (o) {
+        path_t pa;
+        json_t *m = field(&v, o, "", "reason", false, pa);
+        const char *s = m ? chk_class(&v, m, pa, 0, WP_MAX_REASON, c_print,
+                                      "must be at most 200 printable characters")
+                          : NULL;
+        if (s)
+            snprintf(r.reason, sizeof(r.reason), "%s", s);
+    }
+    if (finish(&v, "state request", err) < 0)
+        return -1;
+    *out = r;
+    return 0;
+}
+
+json_t *wp_build_state_req(const wp_state_req_t *r)
+{
+    json_t *o = json_object();
+    if (r->reason[0])
+        json_object_set_new(o, "reason", json_string(r->reason));
     return o;
 }
 

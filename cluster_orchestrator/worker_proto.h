@@ -46,6 +46,7 @@
 #define WP_MAX_REQ_ID    64           /* logs request ids: 1..64 of [A-Za-z0-9_-] */
 #define WP_MAX_TAIL      10000        /* lines a logs request may ask for */
 #define WP_MAX_LOGS      (128 * 1024) /* bytes of log text in a logs answer */
+#define WP_MAX_REASON    200          /* bytes of a state request's reason */
 
 /* ---- topics: nodes/<node id>/<suffix> ---- */
 
@@ -59,6 +60,7 @@ typedef enum {
     WP_DELETE,      /* control/delete */
     WP_LOGS_REQ,    /* control/logs */
     WP_LOGS,        /* logs */
+    WP_STATE_REQ,   /* control/state */
     WP_UNKNOWN
 } wp_kind_t;
 
@@ -252,6 +254,19 @@ typedef struct {
 int wp_parse_delete(const void *p, size_t len, wp_delete_t *out, oak_err_t *err);
 /* The delete payload of d (job_name omitted when ""). */
 json_t *wp_build_delete(const wp_delete_t *d);
+
+/* ---- nodes/<id>/control/state ---- */
+
+/* The cluster asks the worker to publish its state report again: after the
+ * worker comes back from being considered offline, and after the cluster
+ * manager restarts, so that both sides agree on what runs where. */
+typedef struct {
+    char reason[WP_MAX_REASON + 1]; /* printable, may be "" */
+} wp_state_req_t;
+
+int wp_parse_state_req(const void *p, size_t len, wp_state_req_t *out, oak_err_t *err);
+/* The payload of r ("reason" omitted when ""). */
+json_t *wp_build_state_req(const wp_state_req_t *r);
 
 /* ---- nodes/<id>/control/logs and nodes/<id>/logs ---- */
 

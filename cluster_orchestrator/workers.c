@@ -346,12 +346,17 @@ bool worker_apply_info(worker_t *w, const json_t *info)
         cpu = true;
     }
     if (get_num(info, "cpu_percent", 0, 1e9, &d)) {
-        w->cpu_percent = d > 100 ? 100 : d;
+        w->cpu_percent = d; /* summed over cores: 100 is one busy core */
         w->res_cpu_new = 0;
         cpu = true;
     }
-    if (cpu)
-        w->cpu_free = (int64_t)((double)w->cpu_total * (100.0 - w->cpu_percent) / 100.0);
+    if (cpu) {
+        /* 1 % of one core is 10 millicores */
+        double cap = (double)w->cpu_total / 10.0;
+        if (w->cpu_percent > cap)
+            w->cpu_percent = cap;
+        w->cpu_free = w->cpu_total - (int64_t)llround(w->cpu_percent * 10.0);
+    }
 
     if (get_num(info, "memory_total", 0, MAX_MEM_MB, &d)) {
         w->mem_total = (int64_t)d;
@@ -496,7 +501,7 @@ int workers_load(workers_t *ws, oak_store_t *st, oak_err_t *err)
         w->cpu_total = nonneg(d, "cpu_millis_total");
         w->cpu_free = nonneg(d, "cpu_millis_free");
         double pct = oak_json_num(d, "cpu_percent", 0);
-        w->cpu_percent = isfinite(pct) && pct >= 0 && pct <= 100 ? pct : 0;
+        w->cpu_percent = isfinite(pct) && pct >= 0 && pct * 10.0 <= (double)w->cpu_total ? pct : 0;
         w->mem_total = nonneg(d, "memory_mb_total");
         w->mem_free = nonneg(d, "memory_mb_free");
         w->mem_total_known = oak_json_bool(d, "memory_total_known", false);
@@ -506,6 +511,7 @@ int workers_load(workers_t *ws, oak_store_t *st, oak_err_t *err)
         if ((s = oak_json_str(d, "mqtt_password_hash")))
             w->mqtt_password_hash = xstrdup(s);
         w->online = false;
+        w->unconfirmed = true;
     }
     return 0;
 }
@@ -590,7 +596,9 @@ json_t *workers_capacity(const workers_t *ws)
         max_cpu = fc > max_cpu ? fc : max_cpu;
         max_mem = fm > max_mem ? fm : max_mem;
         max_gpu = fg > max_gpu ? fg : max_gpu;
-        cpu_pct += w->cpu_percent;
+        /* the cluster's figure is Oakestra's: the average busy share of a worker */
+        if (w->cpu_total > 0)
+            cpu_pct += w->cpu_percent * 10.0 / (double)w->cpu_total * 100.0;
         if (w->mem_total > 0)
             mem_pct += 100.0 * (double)(w->mem_total - w->mem_free) / (double)w->mem_total;
         virt_union(virt, &nvirt, w);

@@ -32,6 +32,9 @@ typedef struct worker {
      * report, i.e. not yet visible in cpu_free / mem_free */
     int64_t res_cpu_new, res_mem_new;
     bool online;
+    /* loaded from the store and not heard from since this manager started:
+     * its instances are moved if it stays silent for worker_dead_s */
+    bool unconfirmed;
     double last_seen;         /* wall time */
     char *mqtt_password_hash; /* opaque here: kept and persisted; NULL when none */
     /* internal to workers.c */

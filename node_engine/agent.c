@@ -448,6 +448,13 @@ static void on_msg(const char *topic, const void *payload, size_t len, void *ctx
             answer_logs(a, &q);
             return;
         }
+    } else if (kind == WP_STATE_REQ) {
+        wp_state_req_t q;
+        if (wp_parse_state_req(payload, len, &q, &err) == 0) {
+            log_info("the cluster asks for our state%s%s", q.reason[0] ? ": " : "", q.reason);
+            publish_state(a);
+            return;
+        }
     } else {
         return;
     }

@@ -121,20 +121,24 @@ static json_t *service_doc(const json_t *app, const json_t *ms, const caller_t *
     return s;
 }
 
-/* Requests the `replicas` instances of each created service. */
-static void request_replicas(root_t *r, json_t *services)
+/* Adds the `replicas` REQUESTED instances to a service about to be stored,
+ * so that the service and its instances are written in one transaction. */
+static int add_replicas(json_t *svc, oak_err_t *err)
+{
+    long long n = oak_json_int(svc, "replicas", 0);
+    return n > 0 && inst_add(svc, (int)n, err) < 0 ? -1 : 0;
+}
+
+/* Places the instances of the services just created. */
+static void place_replicas(root_t *r, json_t *services)
 {
     size_t i;
     json_t *s;
     json_array_foreach(services, i, s)
     {
         long long n = oak_json_int(s, "replicas", 0);
-        oak_err_t err = OAK_ERR_INIT;
-        if (n > 0 && inst_request(r, s, (int)n, &err) < 0) {
-            log_warn("service %s: requesting %lld replicas: %s", oak_json_str(s, "job_name"), n,
-                     err.msg);
-            oak_err_clear(&err);
-        }
+        if (n > 0)
+            inst_place_new(r, s, 0, (int)n);
     }
 }
 
@@ -210,7 +214,7 @@ static void h_app_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
             json_t *s = service_doc(app, ms, &c);
             json_array_append_new(json_object_get(app, "microservices"),
                                   json_string(oak_json_str(s, "_id")));
-            if (oak_store_insert(r->store, "services", s, &err) < 0) {
+            if (add_replicas(s, &err) < 0 || oak_store_insert(r->store, "services", s, &err) < 0) {
                 json_decref(s);
                 json_decref(app);
                 goto fail;
@@ -225,7 +229,7 @@ static void h_app_create(const oak_http_req_t *req, oak_http_resp_t *resp, void 
     }
     if (oak_store_commit(r->store, &err) < 0)
         goto fail;
-    request_replicas(r, created);
+    place_replicas(r, created);
     json_t *list = apps_visible(r, &c, &err);
     if (!list)
         return api_reply_err(resp, &err);
@@ -442,7 +446,7 @@ static void h_service_create(const oak_http_req_t *req, oak_http_resp_t *resp, v
     {
         /* the stored application's names win over the descriptor's */
         json_t *svc = service_doc(app, ms, &c);
-        if (oak_store_insert(r->store, "services", svc, &err) < 0) {
+        if (add_replicas(svc, &err) < 0 || oak_store_insert(r->store, "services", svc, &err) < 0) {
             json_decref(svc);
             goto fail;
         }
@@ -456,7 +460,7 @@ static void h_service_create(const oak_http_req_t *req, oak_http_resp_t *resp, v
     if (oak_store_update(r->store, "apps", app, oak_json_int(app, "_version", 0), &err) < 0 ||
         oak_store_commit(r->store, &err) < 0)
         goto fail;
-    request_replicas(r, created);
+    place_replicas(r, created);
     json_t *last = json_array_get(created, json_array_size(created) - 1);
     oak_http_resp_json(resp, 200,
                        json_pack("{s:s, s:O, s:[]}", "job_id", oak_json_str(last, "_id"),

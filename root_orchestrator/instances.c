@@ -211,7 +211,7 @@ static int reload(root_t *r, json_t **svc, oak_err_t *err)
     return 0;
 }
 
-int inst_request(root_t *r, json_t *svc, int count, oak_err_t *err)
+int inst_add(json_t *svc, int count, oak_err_t *err)
 {
     long long next = oak_json_int(svc, "next_instance_progressive_number", 0);
     json_t *list = json_object_get(svc, "instance_list");
@@ -223,7 +223,6 @@ int inst_request(root_t *r, json_t *svc, int count, oak_err_t *err)
         return oak_err_set(err, OAK_E_UNPROCESSABLE,
                            "a service can have at most 1000 instances (has %zu, %d requested)",
                            json_array_size(list), count);
-    int first = (int)next;
     for (int i = 0; i < count; i++) {
         json_t *in =
             json_pack("{s:I, s:s, s:s, s:I, s:f}", "instance_number", (json_int_t)(next + i),
@@ -233,13 +232,11 @@ int inst_request(root_t *r, json_t *svc, int count, oak_err_t *err)
     }
     json_object_set_new(svc, "next_instance_progressive_number", json_integer(next + count));
     service_refresh_status(svc);
-    if (oak_store_update(r->store, "services", svc, oak_json_int(svc, "_version", 0), err) < 0) {
-        /* restore the in-memory document to what is stored */
-        oak_err_t e2 = OAK_ERR_INIT;
-        reload(r, &svc, &e2);
-        oak_err_clear(&e2);
-        return -1;
-    }
+    return (int)next;
+}
+
+void inst_place_new(root_t *r, json_t *svc, int first, int count)
+{
     for (int i = 0; i < count; i++) {
         json_t *in = find_instance(svc, first + i, NULL);
         oak_err_t e = OAK_ERR_INIT;
@@ -252,6 +249,21 @@ int inst_request(root_t *r, json_t *svc, int count, oak_err_t *err)
             r->sched_dirty = true;
         }
     }
+}
+
+int inst_request(root_t *r, json_t *svc, int count, oak_err_t *err)
+{
+    int first = inst_add(svc, count, err);
+    if (first < 0)
+        return -1;
+    if (oak_store_update(r->store, "services", svc, oak_json_int(svc, "_version", 0), err) < 0) {
+        /* restore the in-memory document to what is stored */
+        oak_err_t e2 = OAK_ERR_INIT;
+        reload(r, &svc, &e2);
+        oak_err_clear(&e2);
+        return -1;
+    }
+    inst_place_new(r, svc, first, count);
     return 0;
 }
 

@@ -13,6 +13,13 @@
 #include "root_orchestrator/clusters.h"
 #include "root_orchestrator/root.h"
 
+/* Appends count REQUESTED instances to svc in memory only, so that callers
+ * can store them in the same transaction that creates the service. Returns
+ * the first new instance number, or -1 (OAK_E_UNPROCESSABLE over 1000). */
+int inst_add(json_t *svc, int count, oak_err_t *err);
+/* Places instances first..first+count-1 of the stored svc; any that cannot
+ * be placed now stay REQUESTED and are retried by the scheduler tick. */
+void inst_place_new(root_t *r, json_t *svc, int first, int count);
 /* Appends count REQUESTED instances to svc, persists, then places each.
  * svc is updated in place to the stored version. */
 int inst_request(root_t *r, json_t *svc, int count, oak_err_t *err);

@@ -279,6 +279,22 @@ static void check_logs(const uint8_t *data, size_t size)
     wp_logs_clear(&lb);
 }
 
+static void check_state_req(const uint8_t *data, size_t size)
+{
+    oak_err_t err = OAK_ERR_INIT;
+    wp_state_req_t r, back;
+    if (!outcome(wp_parse_state_req(data, size, &r, &err), &err)) {
+        if (!all_zero(&r, sizeof(r)))
+            abort();
+        return;
+    }
+    size_t len;
+    char *s = dump(wp_build_state_req(&r), &len);
+    if (wp_parse_state_req(s, len, &back, &err) < 0 || strcmp(r.reason, back.reason) != 0)
+        abort();
+    free(s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int cores = size > 0 ? data[0] % 9 : 0; /* 0 = unknown */
@@ -291,5 +307,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_deploy(data, size);
     check_delete(data, size);
     check_logs(data, size);
+    check_state_req(data, size);
     return 0;
 }

@@ -4,8 +4,10 @@
  * th_mqtt client) and HTTP. Covers worker registration with and without a
  * valid token, placement through both schedulers to RUNNING, undeploy,
  * a worker dying (rescheduled elsewhere within 5 s), a forged publish on
- * another worker's topic (dropped by the broker, no effect), and restarts
- * of the cluster-manager and of the root with nothing lost. */
+ * another worker's topic (dropped by the broker, no effect), restarts of
+ * the cluster-manager and of the root with nothing lost, a deploy the
+ * worker never got (sent again after a restart), and a worker counted dead
+ * by silence that speaks again (its old copy is deleted). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +42,12 @@ typedef struct {
     char last_service[32];
     int last_n;
     unsigned long long last_gen;
+    struct {
+        char sid[32];
+        int n;
+        unsigned long long gen;
+    } inst[16]; /* what it runs, for its state reports */
+    int state_reqs; /* control/state messages received */
 } tw_t;
 
 typedef struct {
@@ -254,8 +262,33 @@ static tw_t *add_worker(fx_t *f, const char *host, int cores, int memory)
     return w;
 }
 
-/* Handles the control messages that arrived within ms: deploy -> CREATED,
- * RUNNING; delete -> UNDEPLOYED. Returns how many were handled. */
+static int inst_find(const tw_t *w, const char *sid, int n)
+{
+    for (int i = 0; i < w->running; i++)
+        if (!strcmp(w->inst[i].sid, sid) && w->inst[i].n == n)
+            return i;
+    return -1;
+}
+
+static void inst_drop(tw_t *w, int i)
+{
+    w->inst[i] = w->inst[--w->running];
+}
+
+static void publish_state(tw_t *w)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < w->running; i++)
+        json_array_append_new(list, json_pack("{s:s, s:i, s:I, s:s}", "service_id", w->inst[i].sid,
+                                              "instance_number", w->inst[i].n, "generation",
+                                              (json_int_t)w->inst[i].gen, "status", "RUNNING"));
+    publish_json(w, "state", json_pack("{s:o}", "instances", list));
+}
+
+/* Handles the control messages that arrived within ms as a node engine
+ * would: deploy -> CREATED, RUNNING (a repeated deploy of what runs is not
+ * started twice); delete -> UNDEPLOYED; state request -> state report.
+ * Returns how many were handled. */
 static int serve(tw_t *w, int ms)
 {
     int handled = 0;
@@ -268,26 +301,42 @@ static int serve(tw_t *w, int ms)
             wp_deploy_t d;
             assert_int_equal(wp_parse_deploy(p, strlen(p), &d, &err), 0);
             w->deploys++;
-            w->running++;
+            int i = inst_find(w, d.service_id, d.instance_number);
+            if (i >= 0 && w->inst[i].gen != d.generation)
+                inst_drop(w, i), i = -1;
+            if (i < 0) {
+                assert_true(w->running < 16);
+                i = w->running++;
+                snprintf(w->inst[i].sid, sizeof(w->inst[i].sid), "%s", d.service_id);
+                w->inst[i].n = d.instance_number;
+                w->inst[i].gen = d.generation;
+            }
             snprintf(w->last_service, sizeof(w->last_service), "%s", d.service_id);
             w->last_n = d.instance_number;
             w->last_gen = (unsigned long long)d.generation;
             const char *states[] = {"CREATED", "RUNNING"};
-            for (int i = 0; i < 2; i++)
+            for (int k = 0; k < 2; k++)
                 publish_json(w, "job",
                              json_pack("{s:s, s:i, s:I, s:s, s:s}", "service_id", d.service_id,
                                        "instance_number", d.instance_number, "generation",
-                                       (json_int_t)d.generation, "status", states[i], "job_name",
+                                       (json_int_t)d.generation, "status", states[k], "job_name",
                                        d.job_name ? d.job_name : ""));
             wp_deploy_clear(&d);
         } else if (strstr(topic, "/delete")) {
             wp_delete_t d;
             assert_int_equal(wp_parse_delete(p, strlen(p), &d, &err), 0);
-            w->running--;
+            int i = inst_find(w, d.service_id, d.instance_number);
+            if (i >= 0 && w->inst[i].gen == d.generation)
+                inst_drop(w, i);
             publish_json(w, "job",
                          json_pack("{s:s, s:i, s:I, s:s}", "service_id", d.service_id,
                                    "instance_number", d.instance_number, "generation",
                                    (json_int_t)d.generation, "status", "UNDEPLOYED"));
+        } else if (strstr(topic, "/state")) {
+            wp_state_req_t q;
+            assert_int_equal(wp_parse_state_req(p, strlen(p), &q, &err), 0);
+            w->state_reqs++;
+            publish_state(w);
         }
         free(topic);
         free(p);
@@ -506,6 +555,73 @@ static void test_cluster_manager_restart(void **state)
     free(sid);
 }
 
+/* The worker never got a deploy (the manager died between deciding and
+ * publishing, simulated here by the worker forgetting it): after the
+ * manager restarts it asks the worker for its state and deploys again. */
+static void test_lost_deploy_resent(void **state)
+{
+    fx_t *f = *state;
+    tw_t *a = add_worker(f, "worker-a", 4, 4096);
+    char *sid = create_service(f, 1, 256);
+    request_instance(f, sid);
+    assert_ptr_equal(until_running(f, sid, 0, 10000), a);
+    assert_int_equal(a->deploys, 1);
+    inst_drop(a, 0);
+    int st = th_stop(&f->cm, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(start_cm(f), 0);
+    for (int t = 0; t < 50 && a->running == 0; t++)
+        serve(a, 100);
+    assert_true(a->state_reqs >= 1);
+    assert_int_equal(a->running, 1);
+    assert_int_equal(a->deploys, 2);
+    assert_true(instance_is(f, sid, 0, "RUNNING", a->id));
+    free(sid);
+}
+
+/* A worker counted dead by silence (its MQTT connection stays up) whose
+ * instance moved elsewhere speaks again: the manager asks for its state and
+ * deletes the old copy, so the instance runs exactly once. */
+static void test_silent_worker_returns(void **state)
+{
+    fx_t *f = *state;
+    int st = th_stop(&f->cm, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    int k = 0;
+    while (f->envp[k])
+        k++;
+    snprintf(f->env[k], 160, "OAK_WORKER_DEAD_S=2");
+    f->envp[k] = f->env[k];
+    f->envp[k + 1] = NULL;
+    assert_int_equal(start_cm(f), 0);
+    assert_true(wait_for(cluster_active, f, 10000));
+    add_worker(f, "worker-a", 4, 4096);
+    add_worker(f, "worker-b", 4, 4096);
+    char *sid = create_service(f, 1, 256);
+    request_instance(f, sid);
+    tw_t *v = until_running(f, sid, 0, 10000);
+    tw_t *o = v == &f->w[0] ? &f->w[1] : &f->w[0];
+    /* v falls silent; o keeps talking until the instance runs on it */
+    bool moved = false;
+    for (int t = 0; t < 80 && !moved; t++) {
+        publish_json(o, "information", json_pack("{s:f}", "cpu_percent", 1.0 + t % 2));
+        serve(o, 100);
+        moved = instance_is(f, sid, 0, "RUNNING", o->id);
+    }
+    assert_true(moved);
+    assert_int_equal(v->running, 1); /* the stale copy */
+    int reqs = v->state_reqs;
+    publish_json(v, "information", json_pack("{s:f}", "cpu_percent", 3.0));
+    for (int t = 0; t < 50 && v->running > 0; t++)
+        serve(v, 100);
+    assert_true(v->state_reqs > reqs);
+    assert_int_equal(v->running, 0);
+    serve(o, 500);
+    assert_int_equal(o->running, 1);
+    assert_true(instance_is(f, sid, 0, "RUNNING", o->id));
+    free(sid);
+}
+
 static void test_root_restart(void **state)
 {
     fx_t *f = *state;
@@ -571,6 +687,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_manager_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_deploy_resent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_worker_returns, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

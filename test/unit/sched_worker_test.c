@@ -28,7 +28,8 @@ static json_t *J(const char *text)
     return j;
 }
 
-/* An online worker with cores at pct % load, mem MB free of mem_total. */
+/* An online worker with cores at pct % load (of the whole worker; the
+ * protocol's cpu_percent is summed over cores), mem MB free of mem_total. */
 static worker_t *mk(workers_t *ws, const char *id, const char *host, const char *arch,
                     const char *virt, double cores, double pct, int mem_total, int mem, int gpus)
 {
@@ -40,7 +41,7 @@ static worker_t *mk(workers_t *ws, const char *id, const char *host, const char 
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
         json_array_append_new(virts, json_string(t));
     json_t *info = json_pack("{s:s, s:o, s:f, s:f, s:i, s:i, s:i}", "architecture", arch,
-                             "virtualization", virts, "cpu_cores", cores, "cpu_percent", pct,
+                             "virtualization", virts, "cpu_cores", cores, "cpu_percent", pct * cores,
                              "memory_total", mem_total, "memory", mem, "gpus", gpus);
     worker_apply_info(w, info);
     json_decref(info);

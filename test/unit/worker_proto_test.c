@@ -1047,6 +1047,42 @@ static void test_logs(void **state)
     assert_int_equal(k, WP_LOGS);
 }
 
+static void test_state_req(void **state)
+{
+    oak_err_t err = OAK_ERR_INIT;
+    wp_state_req_t r;
+    assert_int_equal(wp_parse_state_req("{}", 2, &r, &err), 0);
+    assert_string_equal(r.reason, "");
+    const char *ok = "{\"reason\":\"worker back online\"}";
+    assert_int_equal(wp_parse_state_req(ok, strlen(ok), &r, &err), 0);
+    assert_string_equal(r.reason, "worker back online");
+    json_t *p = wp_build_state_req(&r);
+    char *s = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    assert_string_equal(s, ok);
+    free(s);
+    const char *bad[] = {"[]", "{\"reason\":5}", "{\"reason\":\"a\\nb\"}", "nope", NULL};
+    for (int i = 0; bad[i]; i++) {
+        assert_int_equal(wp_parse_state_req(bad[i], strlen(bad[i]), &r, &err), -1);
+        assert_true(err.code == OAK_E_UNPROCESSABLE || err.code == OAK_E_INVALID);
+        assert_string_equal(r.reason, "");
+        oak_err_clear(&err);
+    }
+    char long_reason[WP_MAX_REASON + 40];
+    int n = snprintf(long_reason, sizeof(long_reason), "{\"reason\":\"%0*d\"}", WP_MAX_REASON + 1, 0);
+    assert_int_equal(wp_parse_state_req(long_reason, (size_t)n, &r, &err), -1);
+    assert_string_equal(oak_json_str(json_array_get(err.details, 0), "field"), "reason");
+    oak_err_clear(&err);
+    char *t = wp_topic("n1", WP_STATE_REQ);
+    assert_string_equal(t, "nodes/n1/control/state");
+    free(t);
+    char id[WP_NODE_ID_MAX + 1];
+    wp_kind_t k;
+    assert_int_equal(wp_topic_parse("nodes/n1/control/state", id, &k), 0);
+    assert_int_equal(k, WP_STATE_REQ);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1061,6 +1097,7 @@ int main(void)
         cmocka_unit_test(test_zeroed_on_failure),
         cmocka_unit_test(test_error_cap_and_message),
         cmocka_unit_test(test_logs),
+        cmocka_unit_test(test_state_req),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,21 +220,24 @@ static void test_apply_info_full_and_partial(void **state)
     assert_false(apply(w, "{\"cpu_cores\":4,\"memory\":7800,\"gpus\":1,\"architecture\":\"amd64\","
                           "\"virtualization\":[\"container\",\"unikernel\"]}"));
 
-    /* partial: only cpu_percent */
+    /* partial: only cpu_percent, summed over cores (100 = one busy core) */
     assert_true(apply(w, "{\"cpu_percent\":25}"));
     assert_int_equal(w->cpu_total, 4000);
+    assert_int_equal(w->cpu_free, 3750);
+    assert_true(apply(w, "{\"cpu_percent\":100}"));
     assert_int_equal(w->cpu_free, 3000);
     assert_int_equal(w->mem_free, 7800);
     assert_string_equal(w->arch, "amd64");
     assert_int_equal(w->nvirt, 2);
 
-    /* cores change keeps the last percentage */
+    /* cores change keeps the last reading (one busy core) */
     assert_true(apply(w, "{\"cpu_cores\":8}"));
-    assert_int_equal(w->cpu_free, 6000);
-    assert_true(apply(w, "{\"cpu_percent\":12.5}"));
     assert_int_equal(w->cpu_free, 7000);
-    assert_true(apply(w, "{\"cpu_percent\":250}")); /* clamped to 100 */
+    assert_true(apply(w, "{\"cpu_percent\":250}")); /* two and a half cores busy */
+    assert_int_equal(w->cpu_free, 5500);
+    assert_true(apply(w, "{\"cpu_percent\":900}")); /* clamped to 8 cores */
     assert_int_equal(w->cpu_free, 0);
+    assert_true(w->cpu_percent == 800.0);
     assert_true(apply(w, "{\"cpu_percent\":0, \"vcpus\":2}")); /* Oakestra alias */
     assert_int_equal(w->cpu_total, 2000);
     assert_int_equal(w->cpu_free, 2000);
@@ -258,7 +261,7 @@ static void test_apply_info_bad_types(void **state)
     workers_t *ws = workers_new();
     worker_t *w = workers_add(ws, NULL, "h");
     assert_true(apply(w, "{\"architecture\":\"arm64\",\"virtualization\":[\"container\"],"
-                         "\"cpu_cores\":2,\"cpu_percent\":50,\"memory\":1000,"
+                         "\"cpu_cores\":2,\"cpu_percent\":100,\"memory\":1000,"
                          "\"memory_total\":2000,\"gpus\":0,\"ip\":\"10.1.1.1\"}"));
     assert_false(apply(w, "{\"cpu_cores\":\"4\",\"cpu_percent\":\"10\",\"memory\":-5,"
                           "\"memory_total\":null,\"gpus\":true,\"architecture\":5,"
@@ -301,11 +304,11 @@ static void test_reserve(void **state)
     assert_int_equal(worker_free_mem(w), 5000);
     assert_int_equal(worker_free_gpu(w), 1);
     /* reported usage below the reservations' claim: the reservations rule */
-    apply(w, "{\"cpu_percent\":10,\"memory\":7500}");
+    apply(w, "{\"cpu_percent\":40,\"memory\":7500}");
     assert_int_equal(worker_free_cpu(w), 2500);
     assert_int_equal(worker_free_mem(w), 5000);
     /* reported usage above it (other load): the report rules */
-    apply(w, "{\"cpu_percent\":75,\"memory\":2000}");
+    apply(w, "{\"cpu_percent\":300,\"memory\":2000}");
     assert_int_equal(worker_free_cpu(w), 1000);
     assert_int_equal(worker_free_mem(w), 2000);
     /* over-reservation never goes negative */
@@ -320,16 +323,16 @@ static void test_reserve(void **state)
     assert_int_equal(w->res_gpu, 0);
     /* a reservation made after the last report counts against it until the
      * next report shows the usage */
-    apply(w, "{\"cpu_percent\":50,\"memory\":4000}");
+    apply(w, "{\"cpu_percent\":200,\"memory\":4000}");
     assert_int_equal(worker_free_cpu(w), 2000);
     worker_reserve(w, 500, 1000, 0, +1);
     assert_int_equal(worker_free_cpu(w), 1500);
     assert_int_equal(worker_free_mem(w), 3000);
     /* usage now visible in the report: the same free capacity */
-    assert_false(apply(w, "{\"cpu_percent\":62.5,\"memory\":3000}"));
+    assert_false(apply(w, "{\"cpu_percent\":250,\"memory\":3000}"));
     assert_int_equal(worker_free_cpu(w), 1500);
     assert_int_equal(worker_free_mem(w), 3000);
-    assert_false(apply(w, "{\"cpu_percent\":62.5}"));
+    assert_false(apply(w, "{\"cpu_percent\":250}"));
     worker_reserve(w, 500, 1000, 0, -1);
     assert_int_equal(worker_free_cpu(w), 1500); /* the report still shows the usage */
     worker_reserve(w, 100, 100, 1, -1);         /* release of nothing stays at 0 */
@@ -358,7 +361,7 @@ static void test_capacity(void **state)
     worker_t *c = workers_add(ws, "c", "c");
     worker_t *off = workers_add(ws, "off", "off");
     apply(a, "{\"architecture\":\"amd64\",\"virtualization\":[\"container\"],\"cpu_cores\":4,"
-             "\"cpu_percent\":50,\"memory_total\":8000,\"memory\":4000,\"gpus\":1}");
+             "\"cpu_percent\":200,\"memory_total\":8000,\"memory\":4000,\"gpus\":1}");
     apply(b, "{\"architecture\":\"amd64\",\"virtualization\":[\"docker\",\"unikernel\"],"
              "\"cpu_cores\":2,\"cpu_percent\":0,\"memory_total\":2000,\"memory\":2000}");
     apply(c, "{\"architecture\":\"arm64\",\"virtualization\":[\"container\"],\"cpu_cores\":1,"
@@ -427,7 +430,7 @@ static void test_persistence(void **state)
     worker_t *a = workers_add(ws, NULL, "host-a");
     worker_t *b = workers_add(ws, "bbbbbbbbbbbbbbbbbbbbbbbb", "host-b");
     apply(a, "{\"ip\":\"10.0.0.1\",\"architecture\":\"arm64\",\"virtualization\":[\"docker\","
-             "\"unikernel\"],\"cpu_cores\":4,\"cpu_percent\":25,\"memory_total\":8000,"
+             "\"unikernel\"],\"cpu_cores\":4,\"cpu_percent\":100,\"memory_total\":8000,"
              "\"memory\":6000,\"gpus\":2}");
     a->online = true;
     a->last_seen = 1700000000.5;
@@ -459,7 +462,7 @@ static void test_persistence(void **state)
     assert_string_equal(a2->virt[1], "unikernel");
     assert_int_equal(a2->cpu_total, 4000);
     assert_int_equal(a2->cpu_free, 3000);
-    assert_true(a2->cpu_percent == 25.0);
+    assert_true(a2->cpu_percent == 100.0);
     assert_int_equal(a2->mem_total, 8000);
     assert_int_equal(a2->mem_free, 6000);
     assert_true(a2->mem_total_known);
