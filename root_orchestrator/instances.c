@@ -16,6 +16,10 @@
 #include "lib/oak_loop.h"
 #include "root_orchestrator/sched_cluster.h"
 
+/* a cluster that handed an instance back is not asked again for this long
+ * (unless another cluster can take it, it waits) */
+#define HANDBACK_BACKOFF_S 30
+
 static const char *pending_states[] = {"REQUESTED",
                                        "NO_CLUSTER_CAPACITY",
                                        "TargetClusterNotFound",
@@ -169,10 +173,24 @@ static int place(root_t *r, json_t *svc, json_t *in, oak_err_t *err)
     cluster_t *c = sched_pick(r, &req, status, sizeof(status), detail, sizeof(detail));
     int n = (int)oak_json_int(in, "instance_number", 0);
     if (!c && json_array_size(req.excluded) > 0) {
-        /* clusters that handed it back are avoided once; then all are tried again */
-        json_object_del(in, "excluded_clusters");
-        req.excluded = NULL;
-        c = sched_pick(r, &req, status, sizeof(status), detail, sizeof(detail));
+        if (oak_wall_time() < oak_json_num(in, "excluded_until", 0)) {
+            /* every candidate handed it back a moment ago: asking them again
+             * at once would bounce it between root and cluster; wait, and say
+             * why it waits */
+            const char *why = oak_json_str(in, "status_detail");
+            if (why && strstr(why, "; trying again within"))
+                snprintf(detail, sizeof(detail), "%s", why);
+            else if (why && strstr(why, "handed it back"))
+                snprintf(detail, sizeof(detail), "%s (no other cluster; trying again within %d s)",
+                         why, HANDBACK_BACKOFF_S);
+        } else {
+            /* clusters that handed it back are avoided for a while; then all
+             * are tried again */
+            json_object_del(in, "excluded_clusters");
+            json_object_del(in, "excluded_until");
+            req.excluded = NULL;
+            c = sched_pick(r, &req, status, sizeof(status), detail, sizeof(detail));
+        }
     }
     if (!c) {
         const char *old = oak_json_str(in, "status"), *olddet = oak_json_str(in, "status_detail");
@@ -377,6 +395,8 @@ void inst_on_report(root_t *r, cluster_t *c, const char *service_id, int n, cons
             json_object_set_new(in, "excluded_clusters", ex);
         }
         json_array_append_new(ex, json_string(c->id));
+        json_object_set_new(in, "excluded_until",
+                            json_real(oak_wall_time() + (double)HANDBACK_BACKOFF_S));
         char buf[600];
         snprintf(buf, sizeof(buf), "cluster %s handed it back: %s%s%s", c->name, status,
                  detail && *detail ? ": " : "", detail ? detail : "");

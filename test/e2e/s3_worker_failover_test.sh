@@ -20,15 +20,6 @@
 #      be removed all the same.
 # Usage: OAK_BUILD_DIR=build/san test/e2e/s3_worker_failover_test.sh (as root)
 set -euo pipefail
-# Known bugs make this scenario fail intermittently (see the session note,
-# 2026-11-22): s3 -- duplicates after a short cut when the worker returns by
-# heartbeat without reconnecting; s4 -- a system-manager crash inside
-# POST /api/application/ leaves a half-created app. Run them on purpose with
-# OAK_E2E_RUN_KNOWN_BUGS=1 until the fixes land.
-if [ "${OAK_E2E_RUN_KNOWN_BUGS:-0}" != 1 ]; then
-  echo "SKIPPED: $(basename "$0"): fails intermittently on a known daemon bug (see header); set OAK_E2E_RUN_KNOWN_BUGS=1 to run it"
-  exit 0
-fi
 cd "$(dirname "$0")/../.."
 . test/e2e/lib/testbed.sh
 

@@ -842,6 +842,41 @@ static void test_hand_back(void **state)
     free(sid);
 }
 
+/* The only cluster hands an instance back (a `direct` node it does not
+ * have): the root does not bounce it straight back there, and says why. */
+static void test_hand_back_no_other_cluster(void **state)
+{
+    fx_t *fx = *state;
+    char *sid = create_service(fx, "app8");
+    stub_t *c1 = stub_join(fx, "edge1");
+    report(c1, &big, NULL, 0, 0);
+    stub_open(c1, 0);
+    assert_int_equal(request_instances(fx, sid, 1), 0);
+    expect_cmd(c1, 5000, 1, PLACE, sid, 0, 1);
+    report_one(c1, sid, 0, "NO_NODE_FOUND", 1, 1);
+    /* reports keep coming; none of them brings the instance back to c1 */
+    for (int i = 0; i < 4; i++) {
+        report(c1, &big, NULL, 0, 0);
+        command_t *c = NULL;
+        oak_err_t err = OAK_ERR_INIT;
+        if (oak_grpc_stream_read(c1->stream, 300, (ProtobufCMessage **)&c, &err) == 1) {
+            dump_log(fx);
+            fail_msg("instance placed on edge1 again after it handed it back: generation %llu",
+                     (unsigned long long)c->generation);
+        }
+        assert_int_equal(err.code, OAK_E_TIMEOUT);
+        oak_err_clear(&err);
+    }
+    json_t *in = get_instance(fx, sid, 0);
+    assert_int_equal(oak_json_int(in, "generation", 0), 1);
+    const char *st = oak_json_str(in, "status"), *det = oak_json_str(in, "status_detail");
+    assert_true(st && strcmp(st, "CLUSTER_SCHEDULED") != 0);
+    assert_non_null(strstr(det, "handed it back: NO_NODE_FOUND"));
+    assert_non_null(strstr(det, "trying again within"));
+    json_decref(in);
+    free(sid);
+}
+
 /* A cluster without workers may average its load over zero of them. */
 static void test_nan_load_keeps_capacity(void **state)
 {
@@ -1016,6 +1051,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reservations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hand_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hand_back_no_other_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_load_keeps_capacity, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_cluster_lost, setup, teardown,
                                                  (void *)env_fast_loss),
