@@ -16,8 +16,10 @@
 #include "lib/oak_loop.h"
 #include "root_orchestrator/sched_cluster.h"
 
-/* a cluster that handed an instance back is not asked again for this long
- * (unless another cluster can take it, it waits) */
+/* a cluster that handed an instance back for want of the `direct` node is
+ * not asked again for this long, for want of capacity for 5 s, unless its
+ * number of workers changes (meanwhile, unless another cluster can take
+ * it, the instance waits) */
 #define HANDBACK_BACKOFF_S 30
 
 static const char *pending_states[] = {"REQUESTED",
@@ -163,6 +165,21 @@ fail:
     return -1;
 }
 
+/* Whether a cluster that handed `in` back has gained or lost workers since
+ * (then it may take the instance now). */
+static bool excluded_changed(root_t *r, const json_t *in)
+{
+    const char *id;
+    json_t *n;
+    json_object_foreach((json_t *)json_object_get(in, "excluded_workers"), id, n)
+    {
+        cluster_t *c = clusters_by_id(r->clusters, id);
+        if (c && c->active_workers != json_integer_value(n))
+            return true;
+    }
+    return false;
+}
+
 /* Tries to place instance `in` of svc; persists the outcome. */
 static int place(root_t *r, json_t *svc, json_t *in, oak_err_t *err)
 {
@@ -173,7 +190,8 @@ static int place(root_t *r, json_t *svc, json_t *in, oak_err_t *err)
     cluster_t *c = sched_pick(r, &req, status, sizeof(status), detail, sizeof(detail));
     int n = (int)oak_json_int(in, "instance_number", 0);
     if (!c && json_array_size(req.excluded) > 0) {
-        if (oak_wall_time() < oak_json_num(in, "excluded_until", 0)) {
+        if (oak_wall_time() < oak_json_num(in, "excluded_until", 0) &&
+            !excluded_changed(r, in)) {
             /* every candidate handed it back a moment ago: asking them again
              * at once would bounce it between root and cluster; wait, and say
              * why it waits */
@@ -181,13 +199,14 @@ static int place(root_t *r, json_t *svc, json_t *in, oak_err_t *err)
             if (why && strstr(why, "; trying again within"))
                 snprintf(detail, sizeof(detail), "%s", why);
             else if (why && strstr(why, "handed it back"))
-                snprintf(detail, sizeof(detail), "%s (no other cluster; trying again within %d s)",
-                         why, HANDBACK_BACKOFF_S);
+                snprintf(detail, sizeof(detail), "%s (no other cluster; trying again within %.0f s)",
+                         why, oak_json_num(in, "excluded_until", 0) - oak_wall_time());
         } else {
             /* clusters that handed it back are avoided for a while; then all
              * are tried again */
             json_object_del(in, "excluded_clusters");
             json_object_del(in, "excluded_until");
+            json_object_del(in, "excluded_workers");
             req.excluded = NULL;
             c = sched_pick(r, &req, status, sizeof(status), detail, sizeof(detail));
         }
@@ -395,8 +414,15 @@ void inst_on_report(root_t *r, cluster_t *c, const char *service_id, int n, cons
             json_object_set_new(in, "excluded_clusters", ex);
         }
         json_array_append_new(ex, json_string(c->id));
-        json_object_set_new(in, "excluded_until",
-                            json_real(oak_wall_time() + (double)HANDBACK_BACKOFF_S));
+        /* a node name rarely appears; capacity may come back soon */
+        int backoff = strcmp(status, "NO_NODE_FOUND") == 0 ? HANDBACK_BACKOFF_S : 5;
+        json_object_set_new(in, "excluded_until", json_real(oak_wall_time() + (double)backoff));
+        json_t *seen = json_object_get(in, "excluded_workers");
+        if (!json_is_object(seen)) {
+            seen = json_object();
+            json_object_set_new(in, "excluded_workers", seen);
+        }
+        json_object_set_new(seen, c->id, json_integer(c->active_workers));
         char buf[600];
         snprintf(buf, sizeof(buf), "cluster %s handed it back: %s%s%s", c->name, status,
                  detail && *detail ? ": " : "", detail ? detail : "");
