@@ -22,14 +22,24 @@ SANFLAGS :=
 endif
 
 CC ?= gcc
-PKGS := libmicrohttpd jansson libmongoc-1.0 sqlite3 libcurl openssl grpc libprotobuf-c libarchive
+PKGS := libmicrohttpd jansson sqlite3 libcurl openssl grpc libprotobuf-c libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS ?= -O2 -g
 OAK_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wno-format-truncation -Wno-missing-field-initializers \
 	-D_GNU_SOURCE -I. -I$(O)/gen $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP $(CFLAGS)
-OAK_LDFLAGS = -Wl,--as-needed $(LDFLAGS) $(SANFLAGS)
-LDLIBS += $(PKG_LIBS) -lpaho-mqtt3as -lpthread -lm
+# the symbols of the executable that plugins (oak-store-mongo.so) call
+OAK_EXPORTS := oak_err_set oak_err_clear oak_log_write oak_log_level xmalloc xcalloc xrealloc \
+	xstrdup xasprintf
+OAK_LDFLAGS = -Wl,--as-needed $(LDFLAGS) $(SANFLAGS) \
+	$(foreach s,$(OAK_EXPORTS),-Wl,--undefined=$(s),--export-dynamic-symbol=$(s))
+LDLIBS += $(PKG_LIBS) -lpaho-mqtt3as -lpthread -lm -ldl
+
+# The MongoDB store backend is a plugin: only processes configured with a
+# mongodb:// store load libmongoc (see lib/oak_store.c).
+MONGO_PLUGIN := $(O)/lib/oak/oak-store-mongo.so
+MONGO_CFLAGS := $(shell pkg-config --cflags libmongoc-1.0 2>/dev/null)
+MONGO_LIBS := $(shell pkg-config --libs libmongoc-1.0 2>/dev/null)
 
 DAEMONS := root_orchestrator cluster_orchestrator node_engine net_manager cli
 BIN_root_orchestrator := system-manager
@@ -90,7 +100,15 @@ $(foreach d,$(BIN_DIRS),$(eval $(call bin_rule,$(d))))
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: $(BINS)
+all: $(BINS) $(MONGO_PLUGIN)
+
+$(O)/obj/lib/store_mongo/%.pic.o: lib/store_mongo/%.c | $(PROTO_H)
+	@mkdir -p $(@D)
+	$(CC) $(OAK_CFLAGS) $(MONGO_CFLAGS) -fPIC -c -o $@ $<
+
+$(MONGO_PLUGIN): $(O)/obj/lib/store_mongo/oak_store_mongo.pic.o
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,--as-needed $(LDFLAGS) $(SANFLAGS) -o $@ $< $(MONGO_LIBS) -ljansson
 
 $(O)/gen/proto/%.pb-c.c $(O)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(@D)
@@ -136,7 +154,7 @@ $(O)/test/bench/%: $(O)/obj/test/bench/%.o $(TESTCOMMON) $(ALL_LIBS)
 deps:
 	@deploy/install-deps.sh
 
-test-build: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN) $(TOOL_BIN)
+test-build: $(BINS) $(MONGO_PLUGIN) $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_BIN) $(TOOL_BIN)
 
 test: deps
 	$(MAKE) SAN=1 test-build

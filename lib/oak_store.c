@@ -7,9 +7,12 @@
 #define OAK_STORE_BACKEND
 #include "lib/oak_store.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -109,6 +112,41 @@ static void set_version(json_t *doc, long long v)
     json_object_set_new(doc, "_version", json_integer(v));
 }
 
+/* Where the MongoDB backend plugin is: $OAK_STORE_MONGO_PLUGIN, else
+ * <directory of the executable>/../lib/oak/oak-store-mongo.so (build/bin ->
+ * build/lib/oak, /usr/local/bin -> /usr/local/lib/oak). */
+static char *mongo_plugin_path(void)
+{
+    const char *env = getenv("OAK_STORE_MONGO_PLUGIN");
+    if (env && *env)
+        return xstrdup(env);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (!slash)
+        return xstrdup("oak-store-mongo.so");
+    *slash = '\0';
+    return xasprintf("%s/../lib/oak/oak-store-mongo.so", exe);
+}
+
+static int mongo_open(const char *uri, oak_store_t **out, oak_err_t *err)
+{
+    _cleanup_free_ char *path = mongo_plugin_path();
+    /* never closed: libmongoc keeps process-wide state once initialised */
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return oak_err_set(err, OAK_E_UNAVAILABLE,
+                           "MongoDB support is not installed: cannot load %s (%s); install "
+                           "oak-store-mongo.so with the binaries or set OAK_STORE_MONGO_PLUGIN",
+                           path, dlerror());
+    int (*open_fn)(const char *, oak_store_t **, oak_err_t *) = NULL;
+    *(void **)&open_fn = dlsym(h, "oak_store_mongo_open");
+    if (!open_fn)
+        return oak_err_set(err, OAK_E_UNAVAILABLE, "%s is not an oak store plugin: %s", path,
+                           dlerror());
+    return open_fn(uri, out, err);
+}
+
 int oak_store_open(const char *uri, oak_store_t **out, oak_err_t *err)
 {
     if (!uri || !out)
@@ -120,7 +158,7 @@ int oak_store_open(const char *uri, oak_store_t **out, oak_err_t *err)
         return oak_store_sqlite_open(uri + 7, out, err);
     }
     if (strncmp(uri, "mongodb://", 10) == 0 || strncmp(uri, "mongodb+srv://", 14) == 0)
-        return oak_store_mongo_open(uri, out, err);
+        return mongo_open(uri, out, err);
     return oak_err_set(err, OAK_E_INVALID,
                        "unsupported store URI \"%.200s\": expected sqlite:<path> or mongodb://...",
                        uri);

@@ -123,7 +123,8 @@ struct oak_store {
     bool in_txn;
 };
 
-/* Backend constructors, called by oak_store_open() with the URI split. */
+/* Backend constructors, called by oak_store_open() with the URI split. The
+ * MongoDB one lives in the plugin oak-store-mongo.so (lib/store_mongo/). */
 int oak_store_sqlite_open(const char *path, oak_store_t **out, oak_err_t *err);
 int oak_store_mongo_open(const char *uri, oak_store_t **out, oak_err_t *err);
 #endif

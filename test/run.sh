@@ -8,6 +8,8 @@ B=${1:-build/san}
 cd "$(dirname "$0")/.."
 export OAK_BUILD_DIR="$PWD/$B"
 export OAK_SHARED_DIR="${OAK_SHARED_DIR:-$(cd .. && pwd)/shared}"
+# test binaries live below $B/test, not $B/bin: point them at the plugin
+export OAK_STORE_MONGO_PLUGIN="${OAK_STORE_MONGO_PLUGIN:-$OAK_BUILD_DIR/lib/oak/oak-store-mongo.so}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:suppressions=$PWD/test/asan.supp}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/test/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"

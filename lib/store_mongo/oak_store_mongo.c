@@ -9,7 +9,13 @@
  * unless the URI sets one. begin/commit only delimit a group of individually
  * durable writes: rollback cannot undo them (oak_store_transactional() is
  * false). A handle is used by one thread at a time; mongoc_init() runs once
- * per process. */
+ * per process.
+ *
+ * Built as a plugin (oak-store-mongo.so, loaded by lib/oak_store.c when a
+ * mongodb:// URI is configured) so that the daemons do not map libmongoc
+ * and its dependencies (ICU, SASL, Berkeley DB, libmongocrypt, ...) unless
+ * they use MongoDB. It calls back into the host only for the symbols the
+ * Makefile exports from every executable (OAK_EXPORTS). */
 #define OAK_STORE_BACKEND
 #include "lib/oak_store.h"
 
