@@ -155,7 +155,10 @@ void crelay_tick(cm_t *cm)
     double now = oak_wall_time();
     double age = now - cm->workers_sent_at;
     bool changed = cm->workers_dirty || cm->capacity_dirty; /* placements change capacity */
-    if (age < CRELAY_WORKERS_MIN_S || (!changed && age < CRELAY_WORKERS_EVERY_S))
+    double min_s = CRELAY_WORKERS_MIN_S + (double)workers_count(cm->workers) / 1000.0;
+    if (min_s > CRELAY_WORKERS_EVERY_S)
+        min_s = CRELAY_WORKERS_EVERY_S;
+    if (age < min_s || (!changed && age < CRELAY_WORKERS_EVERY_S))
         return;
     cm->workers_dirty = false;
     cm->workers_sent_at = now;

@@ -15,7 +15,8 @@
 #define CRELAY_LOGS_TIMEOUT_MS 5000
 /* The worker list goes to the root at least this often, and after a
  * change (workers come, go, or their capacity or placements change), but
- * not more often than every CRELAY_WORKERS_MIN_S. */
+ * not more often than every CRELAY_WORKERS_MIN_S plus 1 s per 1,000
+ * workers (a list of 10,000 is about 1.5 MB of JSON to build and send). */
 #define CRELAY_WORKERS_EVERY_S 15.0
 #define CRELAY_WORKERS_MIN_S   2.0
 

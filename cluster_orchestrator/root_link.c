@@ -978,7 +978,7 @@ void root_link_workers(root_link_t *l, json_t *workers)
         return;
     report_t *r = xcalloc(1, sizeof(*r));
     r->insts = json_array();
-    r->workers = json_deep_copy(w);
+    r->workers = json_incref(w); /* the caller gave it up: no copy */
     enqueue(l, r);
 }
 

@@ -10,12 +10,12 @@ O=build/fuzz
 FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -g -O1 -Wno-error"
 make O=$O CC=clang CFLAGS="$FLAGS" $O/liboak.a $O/libroot_orchestrator.a \
   $O/libcluster_orchestrator.a $O/libnode_engine.a $O/libnet_manager.a $O/libcli.a >/dev/null
-PKG_CFLAGS=$(pkg-config --cflags libmicrohttpd jansson libmongoc-1.0 sqlite3 libcurl openssl grpc libprotobuf-c libarchive)
-PKG_LIBS=$(pkg-config --libs libmicrohttpd jansson libmongoc-1.0 sqlite3 libcurl openssl grpc libprotobuf-c libarchive)
+PKG_CFLAGS=$(pkg-config --cflags libmicrohttpd jansson sqlite3 libcurl openssl grpc libprotobuf-c libarchive)
+PKG_LIBS=$(pkg-config --libs libmicrohttpd jansson sqlite3 libcurl openssl grpc libprotobuf-c libarchive)
 for src in test/fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)
   clang -fsanitize=fuzzer,address,undefined -g -O1 -D_GNU_SOURCE -I. -I$O/gen $PKG_CFLAGS \
-    -o "$O/$name" "$src" -Wl,--start-group $O/lib*.a -Wl,--end-group $PKG_LIBS -lpaho-mqtt3as -lpthread -lm
+    -o "$O/$name" "$src" -Wl,--start-group $O/lib*.a -Wl,--end-group $PKG_LIBS -lpaho-mqtt3as -lpthread -lm -ldl
   echo "built $O/$name"
 done
 if [ $# -ge 1 ]; then
