@@ -38,6 +38,8 @@ typedef struct {
     char *url, *token, *node_name, *node_ip, *cluster_address, *state_dir, *runc_path;
     char *node_id; /* stored id or NULL */
     int cluster_port, node_port;
+    int max_cores;
+    long long max_memory_mb;
     /* result */
     bool fatal;
     json_t *answer; /* the 200 body */
@@ -169,7 +171,7 @@ static int register_once(reg_t *r)
         oak_err_clear(&err);
         return 1;
     }
-    nodeinfo_sampler_t s = {0};
+    nodeinfo_sampler_t s = {.max_cores = r->max_cores, .max_memory_mb = r->max_memory_mb};
     nodeinfo_t info;
     if (nodeinfo_read(&s, r->state_dir, r->runc_path, &info, &err) < 0) {
         snprintf(r->msg, sizeof(r->msg), "%s", err.msg);
@@ -294,6 +296,8 @@ static void start_registration(agent_t *a)
     r->node_id = a->node_id[0] ? xstrdup(a->node_id) : NULL;
     r->cluster_port = a->cluster_port;
     r->node_port = a->node_port;
+    r->max_cores = a->sampler.max_cores;
+    r->max_memory_mb = a->sampler.max_memory_mb;
     a->reg = r;
     __atomic_store_n(&a->cancel, 0, __ATOMIC_RELEASE);
     if (pthread_create(&a->reg_th, NULL, reg_main, r) != 0) {
@@ -626,6 +630,8 @@ int agent_start(oak_loop_t *loop, const agent_opts_t *o, ninst_t *ni, agent_fata
     a->info_period_s = o->info_period_s > 0 ? o->info_period_s : 30;
     a->usage_period_s = o->usage_period_s > 0 ? o->usage_period_s : 10;
     a->heartbeat_s = o->heartbeat_s > 0 ? o->heartbeat_s : 3;
+    a->sampler.max_cores = o->max_cpu_cores > 0 ? o->max_cpu_cores : 0;
+    a->sampler.max_memory_mb = o->max_memory_mb > 0 ? o->max_memory_mb : 0;
     load_node_file(a);
     srandom((unsigned)(oak_now_us() ^ (uint64_t)getpid()));
     start_registration(a);

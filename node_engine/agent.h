@@ -37,6 +37,8 @@ typedef struct {
     int info_period_s;           /* information at least this often when values change */
     int usage_period_s;          /* resources report period */
     int heartbeat_s;             /* longest silence on MQTT */
+    int max_cpu_cores;           /* report at most this many cores (0: all) */
+    long long max_memory_mb;     /* report at most this much memory (0: all) */
 } agent_opts_t;
 
 /* Called once, on the loop thread, when the agent cannot go on (the

@@ -79,6 +79,10 @@ static oak_cfg_opt_t opts[] = {
      "longest silence towards the cluster (keep below its worker_dead_s)"},
     {"stop_timeout_s", OAK_CFG_INT, "10", 0, 3600, "OAK_STOP_TIMEOUT_S",
      "grace between SIGTERM and SIGKILL when an instance is stopped"},
+    {"max_cpu_cores", OAK_CFG_INT, "0", 0, WP_MAX_CORES, "OAK_MAX_CPU_CORES",
+     "offer at most this many cores to the cluster (0: all of the machine's)"},
+    {"max_memory_mb", OAK_CFG_INT, "0", 0, WP_MAX_MEMORY_MB, "OAK_MAX_MEMORY_MB",
+     "offer at most this much memory in MB to the cluster (0: all of the machine's)"},
     {"log_level", OAK_CFG_STR, "info", 0, 0, "OAK_LOG_LEVEL", "error, warn, info or debug"},
     {"log_json", OAK_CFG_BOOL, "false", 0, 0, "OAK_LOG_JSON", "log JSON lines"},
     OAK_CFG_END,
@@ -325,7 +329,9 @@ static int run_daemon(void)
                        .runc_path = runc_path,
                        .info_period_s = (int)oak_config_int(opts, "info_period_s"),
                        .usage_period_s = (int)oak_config_int(opts, "usage_period_s"),
-                       .heartbeat_s = (int)oak_config_int(opts, "heartbeat_s")};
+                       .heartbeat_s = (int)oak_config_int(opts, "heartbeat_s"),
+                       .max_cpu_cores = (int)oak_config_int(opts, "max_cpu_cores"),
+                       .max_memory_mb = oak_config_int(opts, "max_memory_mb")};
     if (agent_start(app.loop, &ao, app.ni, on_fatal, &app, &app.agent, &err) < 0)
         goto out;
     printf("node-engine started node_name=%s state_dir=%s pid=%ld\n", ao.node_name, state_dir,

@@ -214,7 +214,21 @@ int nodeinfo_read(nodeinfo_sampler_t *s, const char *disk_path, const char *runc
     os_version(out->os_version, sizeof(out->os_version));
     out->gpus = 0;
     out->container = have_binary(runc_path ? runc_path : "runc");
+    nodeinfo_limit(out, s->max_cores, s->max_memory_mb);
     return 0;
+}
+
+void nodeinfo_limit(nodeinfo_t *i, int max_cores, long long max_memory_mb)
+{
+    if (max_cores > 0 && max_cores < i->cpu_cores) {
+        i->cpu_percent = i->cpu_percent * max_cores / i->cpu_cores;
+        i->cpu_cores = max_cores;
+    }
+    if (max_memory_mb > 0 && max_memory_mb < i->memory_total_mb) {
+        i->memory_total_mb = max_memory_mb;
+        if (i->memory_mb > max_memory_mb)
+            i->memory_mb = max_memory_mb;
+    }
 }
 
 static const char *const container_virt[] = {"container"};

@@ -36,6 +36,9 @@ typedef struct {
 typedef struct {
     uint64_t busy, total;
     bool have;
+    /* the operator's share of the machine (0: all of it); see nodeinfo_limit */
+    int max_cores;
+    long long max_memory_mb;
 } nodeinfo_sampler_t;
 
 /* Parses the aggregate "cpu" line of /proc/stat text into busy and total
@@ -57,6 +60,12 @@ void nodeinfo_arch(const char *machine, char *out, size_t len);
  * read. */
 int nodeinfo_read(nodeinfo_sampler_t *s, const char *disk_path, const char *runc_path,
                   nodeinfo_t *out, oak_err_t *err);
+
+/* Limits i to max_cores cores (cpu_percent scaled by the same share, so the
+ * busy fraction is kept) and max_memory_mb MB (the total, and the available
+ * memory at most that); 0 leaves a figure alone. nodeinfo_read applies the
+ * sampler's limits. */
+void nodeinfo_limit(nodeinfo_t *i, int max_cores, long long max_memory_mb);
 
 /* The full information report of i (wp_build_information); new reference. */
 json_t *nodeinfo_json(const nodeinfo_t *i);

@@ -786,8 +786,27 @@ static void test_two_engines(void **state)
     FIXTURE(f);
     th_ne_t b;
     ne_prepare(f, &b, "b");
+    /* b offers only a share of the machine */
+    th_ne_setenv(&b, "OAK_MAX_CPU_CORES", "1");
+    th_ne_setenv(&b, "OAK_MAX_MEMORY_MB", "300");
     assert_int_equal(th_ne_start(&b, true, 20000), 0);
     assert_string_not_equal(b.node_id, f->a.node_id);
+    json_t *bn = NULL;
+    for (int t = 0; t < 20000 && !bn; t += 200) {
+        json_t *nodes = root_get(f, "/api/nodes/");
+        size_t i;
+        json_t *n;
+        json_array_foreach(nodes, i, n) if (!strcmp(oak_json_str(n, "node_id"), b.node_id)) bn =
+            json_incref(n);
+        json_decref(nodes);
+        if (!bn)
+            sleep_ms(200);
+    }
+    assert_non_null(bn);
+    assert_int_equal(oak_json_int(bn, "cpu_cores", 0), 1);
+    assert_int_equal(oak_json_int(bn, "memory_mb", 0), 300);
+    assert_true(oak_json_int(bn, "memory_free_mb", -1) <= 300);
+    json_decref(bn);
     char extra[512];
     snprintf(extra, sizeof(extra),
              "\"code\":\"%s\",\"cmd\":[\"sleep\",\"1000\"],\"constraints\":[{\"type\":\"direct\","

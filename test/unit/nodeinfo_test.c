@@ -145,12 +145,43 @@ static void test_diff(void **state)
     json_decref(parsed);
 }
 
+static void test_limit(void **state)
+{
+    nodeinfo_t i = {.cpu_cores = 8, .cpu_percent = 400, .memory_mb = 6000, .memory_total_mb = 16000};
+    nodeinfo_limit(&i, 0, 0); /* no limits */
+    assert_int_equal(i.cpu_cores, 8);
+    assert_true(i.cpu_percent == 400);
+    assert_int_equal(i.memory_total_mb, 16000);
+    nodeinfo_limit(&i, 2, 4096); /* half busy stays half busy */
+    assert_int_equal(i.cpu_cores, 2);
+    assert_true(i.cpu_percent == 100);
+    assert_int_equal(i.memory_total_mb, 4096);
+    assert_int_equal(i.memory_mb, 4096);
+    nodeinfo_limit(&i, 16, 1 << 20); /* limits above the machine change nothing */
+    assert_int_equal(i.cpu_cores, 2);
+    assert_int_equal(i.memory_total_mb, 4096);
+    nodeinfo_t j = {.cpu_cores = 4, .memory_mb = 500, .memory_total_mb = 8000};
+    nodeinfo_limit(&j, 0, 1000); /* less available than the limit: kept */
+    assert_int_equal(j.memory_mb, 500);
+    assert_int_equal(j.memory_total_mb, 1000);
+
+    /* through the sampler, on this machine */
+    nodeinfo_sampler_t smp = {.max_cores = 1, .max_memory_mb = 64};
+    nodeinfo_t r;
+    oak_err_t err = OAK_ERR_INIT;
+    assert_int_equal(nodeinfo_read(&smp, "/tmp", "/bin/sh", &r, &err), 0);
+    assert_int_equal(r.cpu_cores, 1);
+    assert_int_equal(r.memory_total_mb, 64);
+    assert_true(r.memory_mb <= 64);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_stat), cmocka_unit_test(test_parse_meminfo),
         cmocka_unit_test(test_arch),       cmocka_unit_test(test_real_sample),
-        cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_diff),       cmocka_unit_test(test_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
