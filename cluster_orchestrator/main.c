@@ -6,6 +6,7 @@
  * configuration for the cluster's broker and exits. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@
 #include "lib/oak_mqtt.h"
 
 #define TICK_MS 1000
+#define TRIM_EVERY_TICKS 10
+#define TRIM_MIN_WORKERS 100
 
 static oak_cfg_opt_t opts[] = {
     {"cluster_name", OAK_CFG_STR, NULL, 0, 0, "CLUSTER_NAME", "name of this cluster (required)"},
@@ -89,6 +92,12 @@ static void tick(oak_loop_t *loop, void *data)
         cm->capacity_dirty = false;
         root_link_report(cm->root, workers_capacity(cm->workers), NULL, false);
     }
+    /* Large clusters build big transient documents (the worker list, bursts
+     * of worker messages); glibc keeps the freed pages of every arena mapped
+     * until told otherwise. Hand them back now and then. */
+    static unsigned n;
+    if (++n % TRIM_EVERY_TICKS == 0 && workers_count(cm->workers) >= TRIM_MIN_WORKERS)
+        malloc_trim(0);
     oak_loop_add_timer(loop, TICK_MS, tick, cm);
 }
 
