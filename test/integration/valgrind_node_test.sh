@@ -30,25 +30,14 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_line() { for i in $(seq 1 ${3:-300}); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout waiting for $2 in $1"; tail -40 "$1"; return 1; }
+. test/integration/lib/vgstack.sh
 fail() { echo "FAIL: $*"; tail -30 "$dir/ne.log"; tail -40 "$dir/valgrind.log"; exit 1; }
 
-# root
-OAK_STATE_DIR=$dir/root OAK_API_PORT=0 OAK_GRPC_PORT=0 OAK_BIND=127.0.0.1 OAK_ADMIN_PASSWORD=vg-password \
-  "$B/bin/system-manager" >"$dir/root.log" 2>&1 & pids+=($!)
-wait_line "$dir/root.log" "listening"
-api=$(grep -o 'api_port=[0-9]*' "$dir/root.log" | cut -d= -f2)
-grpc=$(grep -o 'grpc_port=[0-9]*' "$dir/root.log" | cut -d= -f2)
-tok=$(curl -sf -X POST 127.0.0.1:$api/api/auth/login -d '{"username":"Admin","password":"vg-password"}' | jq -r .token)
-join=$(curl -sf -X POST -H "Authorization: Bearer $tok" 127.0.0.1:$api/api/clusters/token -d '{"cluster_name":"vg"}' | jq -r .token)
+vg_root
 GET() { curl -sf -H "Authorization: Bearer $tok" "127.0.0.1:$api$1"; }
 
 # broker and cluster manager
-mq=$(free_port)
-OAK_MQTT_ADMIN_PASSWORD=mq-secret "$B/bin/cluster-manager" broker-config "$dir/mq" "$mq" 127.0.0.1 >/dev/null
-/usr/sbin/mosquitto -c "$dir/mq/mosquitto.conf" >"$dir/mq.log" 2>&1 & pids+=($!)
-for i in $(seq 1 50); do (echo >/dev/tcp/127.0.0.1/$mq) 2>/dev/null && break; sleep 0.1; done
+vg_broker
 CLUSTER_NAME=vg SYSTEM_MANAGER_URL=127.0.0.1 SYSTEM_MANAGER_GRPC_PORT=$grpc OAK_JOIN_TOKEN=$join \
 MQTT_BROKER_PORT=$mq OAK_MQTT_ADMIN_PASSWORD=mq-secret OAK_WORKER_TOKEN=vg-worker-token \
 OAK_STATE_DIR=$dir/cluster OAK_API_PORT=0 OAK_BIND=127.0.0.1 OAK_REPORT_INTERVAL_MS=300 \
@@ -117,8 +106,4 @@ done
 [ -z "$(runc --root "$runc_root" list -q 2>/dev/null)" ] || fail "the container is still there 60 s after undeploy"
 echo "undeployed: no container left"
 
-kill -TERM $ne
-set +e; wait $ne; rc=$?; set -e
-grep -E "in use at exit|definitely lost|indirectly lost|All heap blocks|ERROR SUMMARY" "$dir/valgrind.log" || true
-if [ $rc -ne 0 ]; then echo "node-engine under valgrind exited $rc"; tail -80 "$dir/valgrind.log"; tail -20 "$dir/ne.log"; exit 1; fi
-echo "valgrind: no leaks, no errors"
+vg_finish $ne node-engine
