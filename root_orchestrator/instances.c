@@ -193,14 +193,11 @@ static int place(root_t *r, json_t *svc, json_t *in, oak_err_t *err)
         if (oak_wall_time() < oak_json_num(in, "excluded_until", 0) &&
             !excluded_changed(r, in)) {
             /* every candidate handed it back a moment ago: asking them again
-             * at once would bounce it between root and cluster; wait, and say
-             * why it waits */
+             * at once would bounce it between root and cluster; it waits, and
+             * its detail keeps saying why (set at the hand-back) */
             const char *why = oak_json_str(in, "status_detail");
-            if (why && strstr(why, "; trying again within"))
+            if (why)
                 snprintf(detail, sizeof(detail), "%s", why);
-            else if (why && strstr(why, "handed it back"))
-                snprintf(detail, sizeof(detail), "%s (no other cluster; trying again within %.0f s)",
-                         why, oak_json_num(in, "excluded_until", 0) - oak_wall_time());
         } else {
             /* clusters that handed it back are avoided for a while; then all
              * are tried again */
@@ -424,8 +421,10 @@ void inst_on_report(root_t *r, cluster_t *c, const char *service_id, int n, cons
         }
         json_object_set_new(seen, c->id, json_integer(c->active_workers));
         char buf[600];
-        snprintf(buf, sizeof(buf), "cluster %s handed it back: %s%s%s", c->name, status,
-                 detail && *detail ? ": " : "", detail ? detail : "");
+        snprintf(buf, sizeof(buf),
+                 "cluster %s handed it back: %s%s%s (it is asked again after %d s, or when its "
+                 "workers change)",
+                 c->name, status, detail && *detail ? ": " : "", detail ? detail : "", backoff);
         set_status(in, "REQUESTED", buf);
         service_refresh_status(svc);
         if (save_with_cmd(r, svc, NULL, CMD_PLACE, n, 0, false, 0, 0, 0, &err) < 0 ||

@@ -469,6 +469,21 @@ enum {
 
 static const cap_t big = {4000, 4000, 8192, 8192};
 
+/* A service of application `app` (*sid, owned) with one instance, placed
+ * (generation 1) on the only cluster, edge1, which has room and its command
+ * stream open. */
+static stub_t *placed_on_edge1(fx_t *fx, const char *app, char **sid)
+{
+    *sid = create_service(fx, app);
+    stub_t *c1 = stub_join(fx, "edge1");
+    report(c1, &big, NULL, 0, 0);
+    stub_open(c1, 0);
+    assert_int_equal(request_instances(fx, *sid, 1), 0);
+    expect_cmd(c1, 5000, 1, PLACE, *sid, 0, 1);
+    return c1;
+}
+
+
 /* ---- tests ---- */
 
 static void test_join_place_and_stream(void **state)
@@ -804,12 +819,8 @@ static void test_root_restart(void **state)
 static void test_hand_back(void **state)
 {
     fx_t *fx = *state;
-    char *sid = create_service(fx, "app4");
-    stub_t *c1 = stub_join(fx, "edge1");
-    report(c1, &big, NULL, 0, 0);
-    stub_open(c1, 0);
-    assert_int_equal(request_instances(fx, sid, 1), 0);
-    expect_cmd(c1, 5000, 1, PLACE, sid, 0, 1);
+    char *sid = NULL;
+    stub_t *c1 = placed_on_edge1(fx, "app4", &sid);
 
     stub_t *c2 = stub_join(fx, "edge2");
     report(c2, &big, NULL, 0, 0);
@@ -847,12 +858,8 @@ static void test_hand_back(void **state)
 static void test_hand_back_no_other_cluster(void **state)
 {
     fx_t *fx = *state;
-    char *sid = create_service(fx, "app8");
-    stub_t *c1 = stub_join(fx, "edge1");
-    report(c1, &big, NULL, 0, 0);
-    stub_open(c1, 0);
-    assert_int_equal(request_instances(fx, sid, 1), 0);
-    expect_cmd(c1, 5000, 1, PLACE, sid, 0, 1);
+    char *sid = NULL;
+    stub_t *c1 = placed_on_edge1(fx, "app8", &sid);
     report_one(c1, sid, 0, "NO_NODE_FOUND", 1, 1);
     /* reports keep coming; none of them brings the instance back to c1 */
     for (int i = 0; i < 4; i++) {
@@ -872,7 +879,7 @@ static void test_hand_back_no_other_cluster(void **state)
     const char *st = oak_json_str(in, "status"), *det = oak_json_str(in, "status_detail");
     assert_true(st && strcmp(st, "CLUSTER_SCHEDULED") != 0);
     assert_non_null(strstr(det, "handed it back: NO_NODE_FOUND"));
-    assert_non_null(strstr(det, "trying again within"));
+    assert_non_null(strstr(det, "asked again after 30 s"));
     json_decref(in);
     free(sid);
 }
@@ -960,12 +967,8 @@ static void test_cluster_lost(void **state)
 static void test_root_downtime_is_not_cluster_loss(void **state)
 {
     fx_t *fx = *state;
-    char *sid = create_service(fx, "app8");
-    stub_t *c1 = stub_join(fx, "edge1");
-    report(c1, &big, NULL, 0, 0);
-    stub_open(c1, 0);
-    assert_int_equal(request_instances(fx, sid, 1), 0);
-    expect_cmd(c1, 5000, 1, PLACE, sid, 0, 1);
+    char *sid = NULL;
+    stub_t *c1 = placed_on_edge1(fx, "app8", &sid);
     report_one(c1, sid, 0, "RUNNING", 1, 1);
     assert_status(fx, sid, 0, "RUNNING");
 
